@@ -1,0 +1,70 @@
+"""release-orphaned: N orphaned claims released with their event_log and outbox rows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from rich.table import Table
+
+from bench.common import bench_stack, console, cores, fresh_database
+from service.config import Settings
+from service.db.session import create_engine
+from service.engine.workflow import JobContext
+from service.workflows.claims.jobs import ReleaseParams, release_orphaned
+
+SEED = sa.text(
+    """
+    INSERT INTO members (id, name) SELECT 'm' || g, 'Reviewer ' || g FROM generate_series(1, 500) g;
+    """
+)
+SEED_TASKS = sa.text(
+    "INSERT INTO tasks (id, title) SELECT 't' || g, 'Task ' || g FROM generate_series(1, 1000) g"
+)
+SEED_CLAIMS = sa.text(
+    """
+    INSERT INTO claims (id, task_id, member_id, status, reviewer_id, submitted_at,
+                        review_started_at, updated_at)
+    SELECT 'c' || g, 't' || (g % 1000 + 1), 'm' || (g % 500 + 1), 'under_review',
+           'm' || ((g + 7) % 500 + 1), now() - interval '30 days',
+           now() - make_interval(days => 8 + g % 12), now() - make_interval(days => 8 + g % 12)
+    FROM generate_series(1, :n) g
+    """
+)
+
+
+async def _one(settings: Settings, n: int) -> tuple[int, float]:
+    url = await fresh_database(settings.require_database_url(), "jobstream_bench")
+    engine = create_engine(settings, url=url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(SEED)
+            await conn.execute(SEED_TASKS)
+            await conn.execute(SEED_CLAIMS, {"n": n})
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("VACUUM ANALYZE claims"))
+        ctx = JobContext(datetime.now(UTC), "manual", "bench", ReleaseParams(), False, settings)
+        started = time.perf_counter()
+        async with engine.begin() as conn:
+            result = await release_orphaned(conn, ctx)
+        elapsed = time.perf_counter() - started
+        async with engine.connect() as conn:
+            logged = (await conn.execute(sa.text("SELECT count(*) FROM event_log"))).scalar_one()
+            queued = (await conn.execute(sa.text("SELECT count(*) FROM outbox"))).scalar_one()
+        assert result.affected == n == logged == queued, (result.affected, n, logged, queued)
+        return result.affected, elapsed
+    finally:
+        await engine.dispose()
+
+
+def main(settings: Settings, counts: list[int]) -> None:
+    with bench_stack(settings) as s:
+        table = Table(title=f"release-orphaned ({cores()} cores)")
+        for col in ("claims", "seconds", "rows/s", "event_log + outbox rows"):
+            table.add_column(col, justify="right")
+        for n in counts:
+            released, secs = asyncio.run(_one(s, n))
+            table.add_row(f"{released:,}", f"{secs:.2f}", f"{released / secs:,.0f}", f"{2 * n:,}")
+        console.print(table)

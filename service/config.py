@@ -1,0 +1,137 @@
+"""Settings: one pydantic-settings model, env prefix ``JOBSTREAM_``, optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from service.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Every knob of jobstream. Environment wins over ``jobstream.toml``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JOBSTREAM_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        toml_file=os.environ.get("JOBSTREAM_CONFIG_FILE", "jobstream.toml"),
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None, description="postgresql+asyncpg://user:pass@host:5432/db"
+    )
+    kafka_bootstrap_servers: str | None = Field(default=None, description="host:port[,host:port]")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_idempotent_producer: bool = Field(
+        default=True, description="on for real Kafka; the embedded Tansu broker needs it off"
+    )
+    kafka_partitions: int = Field(default=6, ge=1, le=1000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=10, description="3 in production")
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+
+    topic_prefix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
+    group_id: str = Field(default="jobstream", min_length=1, max_length=200)
+    source: str = Field(default="jobstream", min_length=1, description="CloudEvents source")
+
+    retry_delays_s: list[float] = Field(default=[1, 2, 4, 8, 16])
+    retry_jitter: float = Field(default=0.1, ge=0, le=1)
+
+    relay_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    relay_min_poll_s: float = Field(default=0.005, gt=0)
+    relay_max_poll_s: float = Field(default=0.25, gt=0)
+
+    orphan_threshold_days: int = Field(default=7, ge=1, le=3650)
+    dlq_retention_days: int = Field(default=30, ge=1)
+    outbox_retention_days: int = Field(default=7, ge=1)
+    inbox_retention_days: int = Field(default=14, ge=1)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    admin_token: SecretStr | None = Field(
+        default=None, description="bootstrap admin token (stored hashed at start)"
+    )
+
+    state_dir: Path = Field(default=Path(".jobstream"), description="embedded stack data folder")
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _delays(cls, value: list[float]) -> list[float]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("give one or more positive delays in seconds, e.g. [1, 2, 4, 8, 16]")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def with_overrides(self, **updates: Any) -> Settings:
+        """A validated copy with some fields replaced (``model_copy`` skips validation)."""
+        return type(self).model_validate({**self.model_dump(), **updates})
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise ConfigError(
+                "no database configured: set JOBSTREAM_DATABASE_URL "
+                "(e.g. postgresql+asyncpg://user:pass@host:5432/jobstream), "
+                "or run `jobstream dev` to start an embedded PostgreSQL"
+            )
+        return self.database_url.get_secret_value()
+
+    def require_kafka(self) -> str:
+        if not self.kafka_bootstrap_servers:
+            raise ConfigError(
+                "no broker configured: set JOBSTREAM_KAFKA_BOOTSTRAP_SERVERS (e.g. kafka:9092), "
+                "or run `jobstream dev` to start an embedded broker"
+            )
+        return self.kafka_bootstrap_servers
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Security options shared by every aiokafka client we create."""
+        opts: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            opts["sasl_mechanism"] = self.kafka_sasl_mechanism
+            opts["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                opts["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return opts
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning a validation error into a ConfigError that names the field."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            env = f"JOBSTREAM_{field.upper().replace('.', '__')}"
+            lines.append(f"{field} ({env}): {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,103 @@
+"""What a workflow hands the engine: its tables, event handlers and jobs.
+
+The engine iterates over these declarations; it never names a workflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from schemas.envelope import CloudEvent
+    from service.config import Settings
+    from service.engine.uow import UnitOfWork
+
+
+HandleFn = Callable[["UnitOfWork", "CloudEvent"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Handler:
+    """One consumer: a topic, the union of event types it accepts, and the transition."""
+
+    name: str
+    topic: str
+    events: Any
+    handle: HandleFn
+    retryable: tuple[type[BaseException], ...] = ()
+    non_retryable: tuple[type[BaseException], ...] = ()
+    retry_delays_s: tuple[float, ...] | None = None
+
+
+class NoParams(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Everything a job may read: ``now`` is the slot time, never the wall clock."""
+
+    now: datetime
+    trigger: Literal["scheduled", "manual", "backfill"]
+    actor: str | None
+    params: BaseModel
+    dry_run: bool
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a run changed (or, in a dry run, would change), exactly those rows."""
+
+    affected: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+JobFn = Callable[["AsyncConnection", JobContext], Awaitable[JobResult]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A schedulable, manually triggerable, set-based unit of work."""
+
+    name: str
+    cron: str
+    run: JobFn
+    description: str
+    timezone: str = "UTC"
+    enabled: bool = True
+    params: type[BaseModel] = NoParams
+    catchup_window_s: float = 3600
+    overlap: Literal["skip", "queue"] = "skip"
+    timeout_s: float = 300
+    jitter_s: float = 0
+    pause_on_failure: bool = False
+    deadline_s: float | None = None
+    retry_delays_s: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    tables_module: str
+    handlers: tuple[Handler, ...] = ()
+    jobs: tuple[Job, ...] = ()
+    outbound_topics: tuple[str, ...] = ()
+    #: Module with ``router(runtime) -> fastapi.APIRouter`` for admin actions, if any.
+    api_module: str | None = None
+
+    def load_tables(self) -> None:
+        importlib.import_module(self.tables_module)
+
+    def api_router(self, runtime: Any) -> Any:
+        if self.api_module is None:
+            return None
+        return importlib.import_module(self.api_module).router(runtime)

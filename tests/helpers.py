@@ -1,0 +1,93 @@
+"""Test helpers: build events, publish them, consume a topic, poll with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from schemas.envelope import CloudEvent
+from service.config import Settings
+from service.engine.kafka import KafkaPublisher
+
+T = TypeVar("T")
+
+
+def event(
+    cls: type[CloudEvent], time: datetime | None = None, id: str | None = None, **data: Any
+) -> CloudEvent:
+    return cls.model_validate(
+        {
+            "id": id or str(uuid.uuid4()),
+            "source": "/tests",
+            "type": cls.model_fields["type"].default,
+            "time": time or datetime.now(UTC),
+            "data": data,
+        }
+    )
+
+
+async def publish(
+    settings: Settings, topic: str, events: Iterable[CloudEvent | bytes], key: str | None = None
+) -> None:
+    pub = KafkaPublisher(settings)
+    await pub.start()
+    try:
+        await pub.send_many(
+            (
+                settings.topic(topic),
+                e if isinstance(e, bytes) else e.to_json(),
+                (key or ("k" if isinstance(e, bytes) else e.key)).encode(),
+                [],
+            )
+            for e in events
+        )
+    finally:
+        await pub.stop()
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 30,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+async def consume_all(
+    settings: Settings, topic: str, count: int, timeout: float = 30
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read ``count`` records from the start of ``topic`` (no group, all partitions)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.require_kafka(),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                records.extend(msgs)
+    finally:
+        await consumer.stop()
+    return records

@@ -135,6 +135,8 @@ async def release_orphaned(conn: AsyncConnection, ctx: JobContext) -> JobResult:
     if ctx.dry_run:
         total, rows = await preview_orphaned(conn, ctx)
         return JobResult(total, rows)
+    # One statement over possibly a million rows: give its sorts and CTEs room in memory.
+    await conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))
     result = await conn.execute(
         RELEASE,
         {

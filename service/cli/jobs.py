@@ -49,7 +49,9 @@ def jobs_run(
                 fail(str(exc))
             except ValidationError as exc:
                 problems = "; ".join(
-                    f"--{'-'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                    f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                    f" (got {e.get('input')!r})"
+                    for e in exc.errors()
                 )
                 fail(f"bad parameters for {name}: {problems}")
         if outcome.result is None:

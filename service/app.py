@@ -97,6 +97,12 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
         if "api" in roles:
             import uvicorn
 
+            from service.tokens import ensure_token
+
+            if settings.admin_token is not None:
+                token = settings.admin_token.get_secret_value()
+                await ensure_token(rt.engine, "bootstrap-admin", "admin", token)
+
             from service.api.app import create_api
 
             config = uvicorn.Config(

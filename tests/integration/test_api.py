@@ -14,6 +14,7 @@ from service.api.app import create_api
 from service.app import Runtime
 from service.config import Settings
 from service.tokens import create_token, digest
+from tests.helpers import wait_for
 from tests.integration.test_release_orphaned import seed
 
 pytestmark = pytest.mark.integration
@@ -85,3 +86,35 @@ async def test_health(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["checks"]["migrations"] == "ok"
+
+
+async def test_served_api_accepts_the_bootstrap_admin_token(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    import asyncio
+
+    from service.app import serve
+    from service.embedded import free_port
+
+    port = free_port()
+    s = settings.with_overrides(api_port=port, admin_token="js_bootstrap-secret")
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(Runtime(s, engine), {"api"}, stop))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+
+            async def up() -> bool:
+                try:
+                    return (await c.get("/health/live")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(up, what="API listening")
+            ok = await c.get("/api/claims/orphaned", headers=bearer("js_bootstrap-secret"))
+            assert ok.status_code == 200
+            assert (
+                await c.get("/api/claims/orphaned", headers=bearer("js_other"))
+            ).status_code == 401
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -98,7 +98,6 @@ def publish(
 ) -> None:
     """Publish CloudEvents from a JSON file (validated against the contracts first)."""
     from schemas.registry import ALL_EVENTS
-
     from service.engine.kafka import KafkaPublisher
 
     s = settings()

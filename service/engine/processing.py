@@ -18,9 +18,9 @@ from enum import StrEnum
 from typing import Protocol
 
 from pydantic import ValidationError
-from schemas.registry import decode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.registry import decode
 from service.config import Settings
 from service.engine import topics
 from service.engine.retry import (

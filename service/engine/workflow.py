@@ -6,7 +6,7 @@ The engine iterates over these declarations; it never names a workflow.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 
 HandleFn = Callable[["UnitOfWork", "CloudEvent"], Awaitable[None]]
+#: Applies several events, in order, in the caller's transaction, with set-based SQL.
+HandleBatchFn = Callable[["UnitOfWork", Sequence["CloudEvent"]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,12 @@ class Handler:
     retryable: tuple[type[BaseException], ...] = ()
     non_retryable: tuple[type[BaseException], ...] = ()
     retry_delays_s: tuple[float, ...] | None = None
+    #: Consume in batches (Settings.batch_max_records / batch_max_wait_ms), one
+    #: transaction per batch. ``handle_batch`` (optional) applies a whole batch with
+    #: set-based SQL; without it the engine calls ``handle`` per event inside the
+    #: batch's transaction. A batch that fails is replayed one message at a time.
+    batch: bool = False
+    handle_batch: HandleBatchFn | None = None
 
 
 class NoParams(BaseModel):
@@ -42,8 +50,24 @@ class NoParams(BaseModel):
 
 
 @dataclass(frozen=True)
+class Scope:
+    """One schedule of a fanned-out job: e.g. a timezone group or a tenant."""
+
+    id: str
+    timezone: str
+
+
+#: Lists a job's scopes now (e.g. the distinct timezones of users); read by the clock.
+ScopesFn = Callable[["AsyncConnection"], Awaitable[list[Scope]]]
+
+
+@dataclass(frozen=True)
 class JobContext:
-    """Everything a job may read: ``now`` is the slot time, never the wall clock."""
+    """Everything a job may read: ``now`` is the slot time, never the wall clock.
+
+    ``scope`` is set for a fanned-out job (see ``Job.scopes``): the job touches only
+    the rows of that scope (that timezone group, that tenant).
+    """
 
     now: datetime
     trigger: Literal["scheduled", "manual", "backfill"]
@@ -51,6 +75,9 @@ class JobContext:
     params: BaseModel
     dry_run: bool
     settings: Settings
+    scope: str | None = None
+    timezone: str = "UTC"
+    run_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +109,9 @@ class Job:
     pause_on_failure: bool = False
     deadline_s: float | None = None
     retry_delays_s: tuple[float, ...] | None = None
+    #: Fan out: one schedule per scope, each at ``cron`` in the scope's own timezone
+    #: (``timezone`` is then ignored). ``None``: one schedule in ``timezone``.
+    scopes: ScopesFn | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from schemas.claims import (
     ClaimApproved,
     ClaimReviewStarted,
@@ -14,8 +16,6 @@ from schemas.claims import (
     MemberUpserted,
     TaskUpserted,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from service.app import Runtime
 from service.config import Settings
 from service.engine.worker import Worker

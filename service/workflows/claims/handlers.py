@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from schemas.claims import MemberUpserted, TaskUpserted
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from schemas.claims import MemberUpserted, TaskUpserted
 from schemas.envelope import CloudEvent
 from service.engine.uow import UnitOfWork
 from service.workflows.claims import rules

@@ -8,9 +8,11 @@ import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.engine.sql import log_and_outbox
 from service.engine.workflow import JobContext, JobResult
 
 OUT_TOPIC = "claims.out"
+TIMEOUT_RELEASED = "claim.timeout_released"
 
 # Candidates are locked (FOR UPDATE re-checks the condition against the latest row
 # version), so a reviewer acting at the same moment either wins or is released.
@@ -69,21 +71,9 @@ metadata AS (
         'admin_id', CAST(:admin_id AS text), 'trigger', CAST(:trigger AS text)) AS meta
     FROM enriched e
 ),
-logged AS (
-    INSERT INTO event_log (event_id, occurred_at, actor, entity_type, entity_id, event_type,
-                           metadata)
-    SELECT event_id, CAST(:now AS timestamptz), :actor, 'claim', id, 'claim.timeout_released',
-           meta
-    FROM metadata
-),
-queued AS (
-    INSERT INTO outbox (event_id, topic, key, payload)
-    SELECT event_id, :topic, id, jsonb_build_object(
-        'specversion', '1.0', 'id', event_id::text, 'source', CAST(:source AS text),
-        'type', 'claim.timeout_released', 'time', CAST(:now AS timestamptz), 'subject', id,
-        'datacontenttype', 'application/json', 'data', meta)
-    FROM metadata
-)
+"""
+    + log_and_outbox("metadata", entity_type="claim", event_type=TIMEOUT_RELEASED, entity_id="id")
+    + """
 SELECT id, task_id, task_title, reviewer_id, reviewer_name, days_orphaned, last_update
 FROM enriched ORDER BY last_update, id
 """
@@ -147,6 +137,7 @@ async def release_orphaned(conn: AsyncConnection, ctx: JobContext) -> JobResult:
             "actor": ctx.actor or "scheduler",
             "topic": ctx.settings.topic(OUT_TOPIC),
             "source": ctx.settings.source,
+            "correlation_id": f"run:{ctx.run_id}" if ctx.run_id else None,
         },
     )
     rows = [_row(r) for r in result]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from schemas.claims import CLAIMS_INBOUND_TOPIC, CLAIMS_OUTBOUND_TOPIC, ClaimsInbound
-
 from service.engine.workflow import Handler, Job, Workflow
 from service.workflows.claims import handlers, jobs
 

@@ -123,6 +123,8 @@ class Workflow:
     outbound_topics: tuple[str, ...] = ()
     #: Module with ``router(runtime) -> fastapi.APIRouter`` for admin actions, if any.
     api_module: str | None = None
+    #: Module with ``demo_events(now) -> list[tuple[topic, CloudEvent]]`` for ``dev --demo``.
+    demo_module: str | None = None
 
     def load_tables(self) -> None:
         importlib.import_module(self.tables_module)
@@ -131,3 +133,11 @@ class Workflow:
         if self.api_module is None:
             return None
         return importlib.import_module(self.api_module).router(runtime)
+
+    def demo_events(self, now: datetime) -> list[tuple[str, CloudEvent]]:
+        if self.demo_module is None:
+            return []
+        events: list[tuple[str, CloudEvent]] = importlib.import_module(
+            self.demo_module
+        ).demo_events(now)
+        return events

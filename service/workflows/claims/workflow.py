@@ -32,4 +32,5 @@ WORKFLOW = Workflow(
     ),
     outbound_topics=(CLAIMS_OUTBOUND_TOPIC,),
     api_module="service.workflows.claims.api",
+    demo_module="service.workflows.claims.demo",
 )

@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1, le=10, description="3 in production")
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    kafka_max_poll_interval_ms: int = Field(
+        default=300_000, ge=1000, description="longest a handler may take before a rebalance"
+    )
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=0, le=60_000)
+
+    batch_max_records: int = Field(
+        default=500, ge=1, le=100_000, description="messages per batch for batch handlers"
+    )
+    batch_max_wait_ms: int = Field(
+        default=20, ge=0, le=60_000, description="longest wait to fill a batch"
+    )
 
     topic_prefix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
     group_id: str = Field(default="jobstream", min_length=1, max_length=200)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.envelope import CloudEvent
 from service.config import Settings
 from service.engine.kafka import KafkaPublisher
+from service.engine.worker import Worker
+from service.engine.workflow import Workflow
 
 T = TypeVar("T")
 
@@ -91,3 +96,49 @@ async def consume_all(
     finally:
         await consumer.stop()
     return records
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, engine: AsyncEngine, workflows: list[Workflow] | None = None
+) -> AsyncIterator[Worker]:
+    """A worker and a relay on the real broker and database until the block ends."""
+    from service.app import Runtime
+    from service.engine.outbox import Relay
+
+    worker = Worker(settings, engine, workflows or Runtime(settings, engine).workflows)
+    await worker.start()
+    publisher = KafkaPublisher(settings)
+    await publisher.start()
+    stop = asyncio.Event()
+    relay = asyncio.create_task(Relay(engine, publisher, settings).run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await relay
+        await publisher.stop()
+        await worker.stop()
+
+
+async def scalar(engine: AsyncEngine, sql: str, **params: Any) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.text(sql), params)).scalar()
+
+
+async def topic_size(settings: Settings, topic: str) -> int:
+    """How many records ``topic`` holds (sum of end offsets; 0 if it does not exist)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.require_kafka(), group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return sum(ends.values())
+    finally:
+        await consumer.stop()

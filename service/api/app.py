@@ -44,6 +44,9 @@ def create_api(rt: Runtime) -> FastAPI:
             status_code=200 if ok else 503,
         )
 
+    from service.api import dlq
+
+    api.include_router(dlq.router(rt), prefix="/api", tags=["dead letters"])
     for wf in rt.workflows:
         router = wf.api_router(rt)
         if router is not None:

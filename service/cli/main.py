@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from service.cli import bench, jobs, schemas, tokens
+from service.cli import bench, dlq, jobs, schemas, tokens
 from service.cli.common import console, fail, need, run, settings, stop_on_signals
 from service.config import Settings
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 
 for _name, _module in (
     ("jobs", jobs),
+    ("dlq", dlq),
     ("tokens", tokens),
     ("schemas", schemas),
     ("bench", bench),
@@ -131,3 +132,7 @@ def publish(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -61,10 +61,13 @@ outbox = sa.Table(
     sa.Column("event_id", UUID(as_uuid=False), nullable=False, unique=True),
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("key", sa.Text),
-    sa.Column("payload", JSONB, nullable=False),
+    #: A CloudEvent we emit (jsonb) or, for retry/dead-letter forwards, the exact bytes.
+    sa.Column("payload", JSONB(none_as_null=True)),
+    sa.Column("value", sa.LargeBinary),
     sa.Column("headers", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     _ts("created_at", nullable=False, server_default=NOW),
     _ts("published_at"),
+    sa.CheckConstraint("(payload IS NULL) <> (value IS NULL)", name="one_body"),
     sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
     sa.Index("ix_outbox_published_at", "published_at"),
 )
@@ -100,4 +103,69 @@ api_tokens = sa.Table(
     _ts("created_at", nullable=False, server_default=NOW),
     _ts("revoked_at"),
     sa.CheckConstraint("role IN ('admin', 'viewer')", name="role"),
+)
+
+# -- failure path: per-key parking behind a retried message, and the dead-letter index
+
+parked_keys = sa.Table(
+    "parked_keys",
+    metadata,
+    sa.Column("consumer", sa.Text, primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    #: The message waiting in a retry tier that everything else with this key follows.
+    sa.Column("head_id", sa.Text, nullable=False),
+    _ts("parked_at", nullable=False, server_default=NOW),
+)
+
+parked_messages = sa.Table(
+    "parked_messages",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("consumer", sa.Text, nullable=False),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("headers", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("source_partition", sa.Integer, nullable=False),
+    sa.Column("source_offset", sa.BigInteger, nullable=False),
+    _ts("parked_at", nullable=False, server_default=NOW),
+    sa.UniqueConstraint("consumer", "topic", "key", "message_id", name="uq_parked_messages_msg"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    #: ``x-forward-id``: one row per dead-lettering, however often the topic repeats it.
+    sa.Column("forward_id", sa.Text, nullable=False, unique=True),
+    sa.Column("dlq_topic", sa.Text, nullable=False),
+    sa.Column("dlq_partition", sa.Integer, nullable=False),
+    sa.Column("dlq_offset", sa.BigInteger, nullable=False),
+    sa.Column("consumer_group", sa.Text),
+    sa.Column("original_topic", sa.Text, nullable=False),
+    sa.Column("original_partition", sa.Integer),
+    sa.Column("original_offset", sa.BigInteger),
+    _ts("original_timestamp"),
+    sa.Column("message_key", sa.Text),
+    sa.Column("message_id", sa.Text),
+    sa.Column("event_type", sa.Text),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("headers", JSONB, nullable=False),
+    sa.Column("error_class", sa.Text, nullable=False),
+    sa.Column("error_type", sa.Text),
+    sa.Column("error_message", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+    _ts("first_failed_at"),
+    _ts("last_failed_at"),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("replay_count", sa.Integer, nullable=False, server_default="0"),
+    _ts("last_replayed_at"),
+    sa.Column("last_replayed_by", sa.Text),
+    sa.Column("replay_of", sa.BigInteger, sa.ForeignKey("dead_letters.id", ondelete="SET NULL")),
+    _ts("created_at", nullable=False, server_default=NOW),
+    sa.CheckConstraint("status IN ('pending', 'replayed', 'discarded')", name="status"),
+    sa.Index("ix_dead_letters_created", "created_at"),
+    sa.Index("ix_dead_letters_filter", "original_topic", "error_class", "status"),
 )

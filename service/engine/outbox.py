@@ -9,28 +9,41 @@ active relay per database, by advisory lock, keeps per-key order.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
+from service.engine import metrics
 from service.engine.locks import AdvisoryLock
-from service.engine.processing import Publisher
 
 log = logging.getLogger("jobstream.relay")
 
 RELAY_LOCK = 7_420_001
 
 SELECT_BATCH = sa.text(
-    "SELECT id, topic, key, payload::text AS payload, headers::text AS headers "
+    "SELECT id, topic, key, coalesce(value, convert_to(payload::text, 'UTF8')) AS body, "
+    "headers::text AS headers, payload IS NOT NULL AS is_event, "
+    "extract(epoch FROM created_at)::float8 AS created "
     "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT :limit"
 )
 MARK_PUBLISHED = sa.text(
     "UPDATE outbox SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"
 )
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
+
+Message = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
+
+
+class Publisher(Protocol):
+    async def send_many(self, messages: Iterable[Message]) -> None:
+        """Send in order and return once the broker acknowledged every one."""
 
 
 @dataclass
@@ -48,8 +61,6 @@ class Relay:
 
     async def publish_batch(self) -> int:
         """Publish one batch of unpublished rows in id order; return how many."""
-        import json
-
         async with self.engine.begin() as conn:
             rows = (
                 await conn.execute(SELECT_BATCH, {"limit": self.settings.relay_batch_size})
@@ -58,19 +69,17 @@ class Relay:
                 return 0
             messages = []
             for row in rows:
-                headers = [
-                    CONTENT_TYPE,
-                    *((k, str(v).encode()) for k, v in json.loads(row.headers).items()),
-                ]
+                headers = [(k, str(v).encode()) for k, v in json.loads(row.headers).items()]
+                if row.is_event:  # forwarded bytes keep exactly the headers they had
+                    headers.insert(0, CONTENT_TYPE)
                 key = row.key.encode() if row.key is not None else None
-                messages.append((row.topic, row.payload.encode(), key, headers))
-            send_many = getattr(self.publisher, "send_many", None)
-            if send_many is not None:
-                await send_many(messages)
-            else:
-                for message in messages:
-                    await self.publisher.send(*message)
+                messages.append((row.topic, bytes(row.body), key, headers))
+            await self.publisher.send_many(messages)
             await conn.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows]})
+        now = time.time()
+        for row in rows:
+            metrics.RELAY_LATENCY.observe(max(0.0, now - row.created))
+        metrics.RELAY_PUBLISHED.inc(len(rows))
         self.stats.published += len(rows)
         self.stats.batches += 1
         return len(rows)

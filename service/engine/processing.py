@@ -1,9 +1,13 @@
 """The one path every message takes: decode → inbox → transition → log + outbox → commit.
 
-Errors are classified by :mod:`service.engine.retry` and the original bytes are
-forwarded, unchanged, to the next retry tier or to the dead-letter topic with
-headers that say where they came from and why. The caller commits the Kafka
-offset after :meth:`Processor.process` returns.
+A subscriber hands :meth:`Processor.process` a batch (one message in single mode).
+The batch runs in one transaction: invalid messages are dead-lettered, messages
+whose key is parked behind a retried message are parked, duplicates are dropped by
+the inbox, and the rest go through the handler. If anything in the batch fails,
+the transaction is rolled back and the batch is split in halves, in order, down to
+the single message that fails; that one is routed by the retry policy (retry tier
+or dead letter) in a transaction of its own. The caller commits the Kafka offsets
+after this returns; an exception means "nothing decided, redeliver".
 """
 
 from __future__ import annotations
@@ -11,177 +15,259 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.envelope import CloudEvent
 from schemas.registry import decode
 from service.config import Settings
-from service.engine import topics
-from service.engine.retry import (
-    DeadLetterDecision,
-    ErrorClass,
-    RetryDecision,
-    classify,
-    decide,
-)
-from service.engine.uow import Cause, UnitOfWork
+from service.engine import metrics, parking
+from service.engine.failures import Failure, Incoming, forward
+from service.engine.parking import ParkKey
+from service.engine.retry import ErrorClass, RetryDecision, classify, decide
+from service.engine.uow import UnitOfWork
 from service.engine.workflow import Handler
-from service.errors import InvalidTransition
 
 log = logging.getLogger("jobstream.processing")
 
-TRACE_LIMIT = 4000
-MESSAGE_LIMIT = 2000
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A consumed record, independent of the client library that fetched it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: dict[str, bytes] = field(default_factory=dict)
-    timestamp_ms: int = 0
-
-    def header(self, name: str) -> str | None:
-        raw = self.headers.get(name)
-        return raw.decode() if raw is not None else None
-
-
-class Publisher(Protocol):
-    async def send(
-        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> None: ...
+__all__ = ["Incoming", "Outcome", "Processor"]
 
 
 class Outcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
+    PARKED = "parked"
     RETRIED = "retried"
     DEAD = "dead_lettered"
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+@dataclass
+class _Item:
+    index: int
+    msg: Incoming
+    event: CloudEvent | None
+    invalid: ValidationError | None
+
+    @property
+    def park_key(self) -> ParkKey | None:
+        key = self.msg.key_text
+        return (self.msg.origin_topic, key) if key else None
+
+
+def _invalid_failure(item: _Item) -> Failure:
+    assert item.invalid is not None
+    errors = item.invalid.errors(include_url=False, include_context=False, include_input=False)
+    return Failure(
+        ErrorClass.NON_RETRYABLE,
+        item.invalid,
+        item.msg.attempt + 1,
+        json.dumps(errors, default=str),
+    )
 
 
 class Processor:
     """Runs one handler for messages from its source topic and its retry tiers."""
 
-    def __init__(
-        self, engine: AsyncEngine, handler: Handler, settings: Settings, publisher: Publisher
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, handler: Handler, settings: Settings) -> None:
         self.engine = engine
         self.handler = handler
         self.settings = settings
-        self.publisher = publisher
+        self.consumer = handler.name
         self.delays = handler.retry_delays_s or tuple(settings.retry_delays_s)
 
-    async def process(self, msg: Incoming) -> Outcome:
+    async def process(self, msgs: Sequence[Incoming], *, from_tier: bool = False) -> list[Outcome]:
+        items = [self._decode(i, m) for i, m in enumerate(msgs)]
+        outcomes: list[Outcome] = [Outcome.DUPLICATE] * len(items)
+        started = time.perf_counter()
+        await self._run(items, outcomes, from_tier)
+        metrics.HANDLER_SECONDS.labels(self.handler.topic).observe(time.perf_counter() - started)
+        for outcome in outcomes:
+            metrics.MESSAGES.labels(self.handler.topic, outcome.value).inc()
+        return outcomes
+
+    def _decode(self, index: int, msg: Incoming) -> _Item:
         try:
-            event = decode(msg.value, self.handler.events)
+            return _Item(index, msg, decode(msg.value, self.handler.events), None)
         except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_context=False, include_input=False)
-            return await self._dead_letter(
-                msg, ErrorClass.NON_RETRYABLE, exc, message=json.dumps(errors, default=str)
-            )
+            return _Item(index, msg, None, exc)
+
+    async def _run(self, items: list[_Item], outcomes: list[Outcome], from_tier: bool) -> None:
         try:
-            async with UnitOfWork(self.engine, self.settings.topic_prefix) as uow:
-                if not await uow.claim_message(self.handler.name, event.id):
-                    return Outcome.DUPLICATE
-                uow.cause = Cause(event.id, event.correlationid or event.id, event.source)
-                await self.handler.handle(uow, event)
+            await self._apply(items, outcomes, from_tier)
+        except Exception as exc:
+            if len(items) > 1:  # find the one that fails; its neighbours go through
+                middle = len(items) // 2
+                await self._run(items[:middle], outcomes, from_tier)
+                await self._run(items[middle:], outcomes, from_tier)
+            else:
+                await self._route(items[0], exc, outcomes, from_tier)
+
+    async def _apply(self, items: list[_Item], outcomes: list[Outcome], from_tier: bool) -> None:
+        """Everything in one transaction; raises if any message fails."""
+        async with UnitOfWork(self.engine, self.settings.topic_prefix) as uow:
+            valid: list[_Item] = []
+            for item in items:
+                if item.invalid is not None:
+                    self._dead(uow, item.msg, _invalid_failure(item))
+                    outcomes[item.index] = Outcome.DEAD
+                else:
+                    valid.append(item)
+            keyed = [it.park_key for it in valid if it.park_key]
+            parked = await parking.heads(uow.conn, self.consumer, keyed, exclusive=from_tier)
+            candidates: list[_Item] = []
+            for item in valid:
+                assert item.event is not None
+                key = item.park_key
+                if key is None or key not in parked:
+                    candidates.append(item)
+                elif parked[key] == item.event.id:
+                    # The head itself: from a tier it is due now; from the source topic it
+                    # is a redelivery whose tier copy is already on its way.
+                    if from_tier:
+                        candidates.append(item)
+                    else:
+                        outcomes[item.index] = Outcome.DUPLICATE
+                else:
+                    await parking.park(uow.conn, self.consumer, key, item.msg, item.event.id)
+                    outcomes[item.index] = Outcome.PARKED
+            fresh = await uow.claim_messages(self.consumer, [it.event.id for it in candidates])  # type: ignore[union-attr]
+            todo: list[_Item] = []
+            for item in candidates:
+                assert item.event is not None
+                if item.event.id in fresh:
+                    fresh.discard(item.event.id)  # a second copy inside the batch is a duplicate
+                    todo.append(item)
+                else:
+                    outcomes[item.index] = Outcome.DUPLICATE
+            await self._handle(uow, [it.event for it in todo if it.event is not None])
+            for item in todo:
+                outcomes[item.index] = Outcome.APPLIED
+                key = item.park_key
+                if from_tier and key is not None and key in parked:
+                    await self._drain(uow, key)
+            await uow.commit()
+
+    async def _handle(self, uow: UnitOfWork, events: list[CloudEvent]) -> None:
+        if self.handler.handle_batch is not None and len(events) > 1:
+            await self.handler.handle_batch(uow, events)
+            return
+        for event in events:
+            uow.use(event)
+            await self.handler.handle(uow, event)
+
+    async def _route(
+        self, item: _Item, exc: BaseException, outcomes: list[Outcome], from_tier: bool
+    ) -> None:
+        """One message failed: retry tier or dead letter, with parking, in one transaction."""
+        msg = item.msg
+        async with UnitOfWork(self.engine, self.settings.topic_prefix) as uow:
+            if item.invalid is not None:
+                self._dead(uow, msg, _invalid_failure(item))
+                outcomes[item.index] = Outcome.DEAD
                 await uow.commit()
-            return Outcome.APPLIED
-        except Exception as exc:  # the engine is the one place that maps errors
-            return await self.fail(msg, exc)
+                return
+            assert item.event is not None
+            error_class = classify(exc, self.handler.retryable, self.handler.non_retryable)
+            failure = Failure(error_class, exc, msg.attempt + 1, str(exc))
+            key = item.park_key
+            head = None
+            if key is not None:
+                head = (await parking.heads(uow.conn, self.consumer, [key], exclusive=True)).get(
+                    key
+                )
+            if head is not None and head != item.event.id:
+                # Another message of this key is already waiting in a tier: queue behind it.
+                await parking.park(uow.conn, self.consumer, key, msg, item.event.id)  # type: ignore[arg-type]
+                outcomes[item.index] = Outcome.PARKED
+                await uow.commit()
+                return
+            decision = decide(failure.attempt, error_class, self.delays, self.settings.retry_jitter)
+            if isinstance(decision, RetryDecision):
+                if key is not None:
+                    await parking.set_head(uow.conn, self.consumer, key, item.event.id)
+                topic = forward(
+                    uow,
+                    self.settings,
+                    self.consumer,
+                    msg,
+                    failure,
+                    retry_tier=decision.tier,
+                    delay_s=decision.delay_s,
+                )
+                metrics.RETRIES.labels(self.handler.topic, str(decision.tier)).inc()
+                outcomes[item.index] = Outcome.RETRIED
+                log.warning(
+                    "retrying message",
+                    extra={
+                        "action": "retry",
+                        "topic": topic,
+                        "attempt": failure.attempt,
+                        "error": repr(exc),
+                    },
+                )
+            else:
+                failure = Failure(decision.error_class, exc, failure.attempt, failure.message)
+                self._dead(uow, msg, failure)
+                outcomes[item.index] = Outcome.DEAD
+                if key is not None and head is not None:  # the head is gone: its key follows on
+                    await self._drain(uow, key)
+            await uow.commit()
 
-    async def fail(self, msg: Incoming, exc: BaseException) -> Outcome:
-        error_class = classify(exc, self.handler.retryable, self.handler.non_retryable)
-        attempt = int(msg.header("x-attempt") or 0) + 1
-        decision = decide(attempt, error_class, self.delays, self.settings.retry_jitter)
-        if isinstance(decision, RetryDecision):
-            return await self._retry(msg, exc, attempt, decision)
-        assert isinstance(decision, DeadLetterDecision)
-        return await self._dead_letter(msg, decision.error_class, exc, attempt=attempt)
-
-    def _failure_headers(
-        self, msg: Incoming, exc: BaseException, error_class: ErrorClass, attempt: int, message: str
-    ) -> dict[str, str]:
-        now = time.time()
-        original = msg.header("x-original-topic")
-        headers = {k: v.decode(errors="replace") for k, v in msg.headers.items()}
-        if original is None:  # first failure: remember where it came from
-            headers.update(
-                {
-                    "x-original-topic": msg.topic,
-                    "x-original-partition": str(msg.partition),
-                    "x-original-offset": str(msg.offset),
-                    "x-original-timestamp": str(msg.timestamp_ms),
-                    "x-first-failed-at": _iso(now),
-                }
-            )
-        trace = "".join(traceback.format_exception(exc))[-TRACE_LIMIT:]
-        headers.update(
-            {
-                "x-consumer-group": self.settings.group_id,
-                "x-attempt": str(attempt),
-                "x-error-type": type(exc).__name__,
-                "x-error-message": message[:MESSAGE_LIMIT],
-                "x-error-trace": trace,
-                "x-last-failed-at": _iso(now),
-                "x-error-class": error_class.value,
-            }
-        )
-        if isinstance(exc, InvalidTransition):
-            headers.update(exc.headers())
-        return headers
-
-    def _source_topic(self, msg: Incoming) -> str:
-        return topics.unprefixed(self.settings, msg.header("x-original-topic") or msg.topic)
-
-    async def _retry(
-        self, msg: Incoming, exc: BaseException, attempt: int, decision: RetryDecision
-    ) -> Outcome:
-        headers = self._failure_headers(msg, exc, ErrorClass.RETRYABLE, attempt, str(exc))
-        headers["x-due-at"] = str(time.time() + decision.delay_s)
-        topic = topics.retry(self.settings, self._source_topic(msg), decision.tier)
-        await self.publisher.send(topic, msg.value, msg.key, _encode(headers))
-        log.warning(
-            "retrying message",
-            extra={"action": "retry", "topic": topic, "attempt": attempt, "error": repr(exc)},
-        )
-        return Outcome.RETRIED
-
-    async def _dead_letter(
-        self,
-        msg: Incoming,
-        error_class: ErrorClass,
-        exc: BaseException,
-        *,
-        attempt: int | None = None,
-        message: str | None = None,
-    ) -> Outcome:
-        attempt = attempt or int(msg.header("x-attempt") or 0) + 1
-        headers = self._failure_headers(msg, exc, error_class, attempt, message or str(exc))
-        headers.pop("x-due-at", None)
-        topic = topics.dlq(self.settings, self._source_topic(msg))
-        await self.publisher.send(topic, msg.value, msg.key, _encode(headers))
+    def _dead(self, uow: UnitOfWork, msg: Incoming, failure: Failure) -> None:
+        topic = forward(uow, self.settings, self.consumer, msg, failure)
+        metrics.DEAD_LETTERS.labels(self.handler.topic, failure.error_class.value).inc()
         log.error(
             "dead-lettered message",
-            extra={"action": "dead_letter", "topic": topic, "error_class": error_class.value},
+            extra={
+                "action": "dead_letter",
+                "topic": topic,
+                "error_class": failure.error_class.value,
+                "error": failure.message[:500],
+            },
         )
-        return Outcome.DEAD
 
-
-def _encode(headers: dict[str, str]) -> list[tuple[str, bytes]]:
-    return [(k, v.encode()) for k, v in headers.items()]
+    async def _drain(self, uow: UnitOfWork, key: ParkKey) -> None:
+        """Apply the messages parked behind ``key`` in order, until one must wait again."""
+        await parking.heads(uow.conn, self.consumer, [key], exclusive=True)
+        for parked in await parking.waiting(uow.conn, self.consumer, key):
+            await parking.unpark(uow.conn, parked.id)
+            item = self._decode(0, parked.message)
+            if item.invalid is not None:
+                self._dead(uow, item.msg, _invalid_failure(item))
+                continue
+            event = item.event
+            assert event is not None
+            try:
+                async with uow.savepoint():
+                    if await uow.claim_message(self.consumer, event.id):
+                        uow.use(event)
+                        await self.handler.handle(uow, event)
+            except Exception as exc:
+                error_class = classify(exc, self.handler.retryable, self.handler.non_retryable)
+                failure = Failure(error_class, exc, item.msg.attempt + 1, str(exc))
+                decision = decide(
+                    failure.attempt, error_class, self.delays, self.settings.retry_jitter
+                )
+                if isinstance(decision, RetryDecision):  # the new head; the rest keep waiting
+                    await parking.set_head(uow.conn, self.consumer, key, event.id)
+                    forward(
+                        uow,
+                        self.settings,
+                        self.consumer,
+                        item.msg,
+                        failure,
+                        retry_tier=decision.tier,
+                        delay_s=decision.delay_s,
+                    )
+                    metrics.RETRIES.labels(self.handler.topic, str(decision.tier)).inc()
+                    return
+                self._dead(
+                    uow,
+                    item.msg,
+                    Failure(decision.error_class, exc, failure.attempt, failure.message),
+                )
+        await parking.release(uow.conn, self.consumer, key)

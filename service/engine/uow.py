@@ -8,6 +8,8 @@ messages costs a handful of round trips.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -28,6 +30,10 @@ class Cause:
     event_id: str
     correlation_id: str
     actor: str
+
+    @classmethod
+    def of(cls, event: CloudEvent) -> Cause:
+        return cls(event.id, event.correlationid or event.id, event.source)
 
 
 class UnitOfWork:
@@ -124,22 +130,55 @@ class UnitOfWork:
                 "topic": f"{self._prefix}{topic}",
                 "key": event.key,
                 "payload": event.model_dump(mode="json", exclude_none=True),
+                "value": None,
                 "headers": headers or {},
             }
         )
+
+    def use(self, event: CloudEvent) -> None:
+        """Make ``event`` the cause of what is recorded next (batch handlers call it per event)."""
+        self.cause = Cause.of(event)
+
+    def forward(
+        self, topic: str, value: bytes, key: str | None, headers: dict[str, str], forward_id: str
+    ) -> None:
+        """Queue exact bytes for ``topic`` (a full topic name): retry tiers and dead letters."""
+        self._outbox.append(
+            {
+                "event_id": forward_id,
+                "topic": topic,
+                "key": key,
+                "payload": None,
+                "value": value,
+                "headers": {**headers, "x-forward-id": forward_id},
+            }
+        )
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction; on an exception it also drops what was buffered inside it."""
+        marks = len(self._log), len(self._outbox)
+        nested = await self.conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            await nested.rollback()
+            del self._log[marks[0] :], self._outbox[marks[1] :]
+            raise
+        await nested.commit()
 
     async def flush(self) -> None:
         if self._log:
             await self.conn.execute(event_log.insert(), self._log)
             self._log = []
         if self._outbox:
-            await self.conn.execute(outbox.insert(), self._outbox)
+            # Forwards carry a deterministic id: a redelivered message that fails again
+            # must not forward twice.
+            stmt = pg_insert(outbox).on_conflict_do_nothing(index_elements=[outbox.c.event_id])
+            await self.conn.execute(stmt, self._outbox)
             self._outbox = []
 
     async def commit(self) -> None:
         await self.flush()
         assert self._tx is not None
         await self._tx.commit()
-
-    async def savepoint(self) -> Any:
-        return await self.conn.begin_nested()

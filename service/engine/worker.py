@@ -1,42 +1,57 @@
-"""The worker: a FastStream Kafka broker with one subscriber per handler and retry tier."""
+"""The worker: FastStream subscribers for every handler's topic, its retry tiers, and the DLQ index.
+
+Each handler gets two consumers, each in a consumer group of its own (so a slow or
+rebalancing handler never stalls another): one on its source topic (single
+messages, or batches when ``Handler.batch``), one on all of its retry tiers. A
+retry-tier message that is not yet due pauses only its partition until it is.
+Offsets are committed (``ack``) only after the processing path returned; if it
+raised (database or broker unreachable) the batch is rewound (``nack``) and retried
+after a growing pause, so an outage stalls the worker instead of losing anything.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Awaitable, Iterable
+from typing import Any
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from service.engine import topics
-from service.engine.kafka import KafkaPublisher, ensure_topics, faststream_security
-from service.engine.processing import Incoming, Outcome, Processor
+from service.engine import dlq, metrics, topics
+from service.engine.failures import Incoming
+from service.engine.kafka import ensure_topics, faststream_security
+from service.engine.processing import Outcome, Processor
 from service.engine.workflow import Handler, Workflow
 
 log = logging.getLogger("jobstream.worker")
 
+MAX_BACKOFF_S = 5.0
 
-def incoming(message: KafkaMessage) -> Incoming:
-    record = message.raw_message
+
+def incoming(record: ConsumerRecord[Any, Any]) -> Incoming:
     return Incoming(
-        topic=record.topic,  # type: ignore[union-attr]
-        partition=record.partition,  # type: ignore[union-attr]
-        offset=record.offset,  # type: ignore[union-attr]
-        key=record.key,  # type: ignore[union-attr]
-        value=record.value or b"",  # type: ignore[union-attr]
-        headers={k: v for k, v in record.headers or ()},  # type: ignore[union-attr]
-        timestamp_ms=record.timestamp,  # type: ignore[union-attr]
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value or b"",
+        headers=dict(record.headers or ()),
+        timestamp_ms=record.timestamp,
     )
 
 
-async def raw_body(message: KafkaMessage) -> bytes:
-    """Hand the handler the exact bytes: validation is the processing path's job."""
-    return message.body
+async def _no_decode(message: KafkaMessage) -> None:
+    """The processing path validates the exact bytes itself; FastStream need not decode."""
+    return None
 
 
 def handler_topics(settings: Settings, handler: Handler) -> list[str]:
@@ -50,15 +65,19 @@ def handler_topics(settings: Settings, handler: Handler) -> list[str]:
 
 
 class Worker:
-    """Consumes every handler's topic and retry tiers; commits offsets after the DB."""
+    """Consumes every handler's topic and retry tiers; commits offsets after the database."""
 
     def __init__(
-        self, settings: Settings, engine: AsyncEngine, workflows: Iterable[Workflow]
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        workflows: Iterable[Workflow],
+        *,
+        index_dead_letters: bool = True,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.handlers = [h for wf in workflows for h in wf.handlers]
-        self.publisher = KafkaPublisher(settings)
         self.broker = KafkaBroker(
             settings.require_kafka(),
             enable_idempotence=settings.kafka_idempotent_producer,
@@ -67,52 +86,126 @@ class Worker:
             security=faststream_security(settings),
         )
         self.processors: dict[str, Processor] = {}
-        self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+        self.outcomes: Counter[Outcome] = Counter()
+        self._failures = 0
         for handler in self.handlers:
             self._subscribe(handler)
+        if index_dead_letters:
+            self._subscribe_index()
 
-    def _consumer_options(self) -> dict[str, object]:
+    def _options(self, group: str) -> dict[str, Any]:
         return {
-            "group_id": self.settings.group_id,
+            "group_id": f"{self.settings.group_id}.{group}",
             "auto_offset_reset": "earliest",
             "session_timeout_ms": self.settings.kafka_session_timeout_ms,
             "heartbeat_interval_ms": self.settings.kafka_heartbeat_interval_ms,
-            "ack_policy": AckPolicy.NACK_ON_ERROR,
-            "decoder": raw_body,
+            "max_poll_interval_ms": self.settings.kafka_max_poll_interval_ms,
+            "fetch_max_wait_ms": self.settings.kafka_fetch_max_wait_ms,
+            "ack_policy": AckPolicy.MANUAL,
+            "decoder": _no_decode,
         }
 
     def _subscribe(self, handler: Handler) -> None:
-        processor = Processor(self.engine, handler, self.settings, self.publisher)
+        processor = Processor(self.engine, handler, self.settings)
         self.processors[handler.name] = processor
-
-        async def consume(body: bytes, message: KafkaMessage) -> None:
-            outcome = await processor.process(incoming(message))
-            self.outcomes[outcome] += 1
-
-        async def consume_retry(body: bytes, message: KafkaMessage) -> None:
-            msg = incoming(message)
-            due = float(msg.header("x-due-at") or 0)
-            wait = due - time.time()
-            if wait > 0:  # never early; the tier's delay is fixed so its head is due first
-                await asyncio.sleep(wait)
-            outcome = await processor.process(msg)
-            self.outcomes[outcome] += 1
-
         source, *tiers, _dlq = handler_topics(self.settings, handler)
-        opts = self._consumer_options()
-        self.broker.subscriber(source, title=f"{handler.name}:{handler.topic}", **opts)(consume)  # type: ignore[call-overload]
-        for tier in tiers:
-            self.broker.subscriber(tier, title=f"{handler.name}:{tier}", **opts)(consume_retry)  # type: ignore[call-overload]
+        opts = self._options(handler.name)
+        title = f"{handler.name}:{handler.topic}"
+
+        if handler.batch:
+
+            async def consume_batch(body: Any, message: KafkaMessage) -> None:
+                records = message.raw_message
+                assert isinstance(records, tuple)
+                await self._settle(message, processor.process([incoming(r) for r in records]))
+
+            self.broker.subscriber(
+                source,
+                batch=True,
+                max_records=self.settings.batch_max_records,
+                batch_timeout_ms=self.settings.batch_max_wait_ms,
+                title=title,
+                **opts,
+            )(consume_batch)
+        else:
+
+            async def consume(body: Any, message: KafkaMessage) -> None:
+                record = message.raw_message
+                assert isinstance(record, ConsumerRecord)
+                await self._settle(message, processor.process([incoming(record)]))
+
+            self.broker.subscriber(source, title=title, **opts)(consume)
+
+        async def consume_tier(body: Any, message: KafkaMessage) -> None:
+            record = message.raw_message
+            assert isinstance(record, ConsumerRecord)
+            msg = incoming(record)
+            wait = msg.due_at - time.time()
+            if wait > 0:  # never early: hold this partition only, until its head is due
+                self._hold(message, TopicPartition(record.topic, record.partition), wait)
+                await message.nack()
+                return
+            metrics.RETRY_LATENESS.labels(handler.topic).observe(-wait)
+            await self._settle(message, processor.process([msg], from_tier=True))
+
+        tier_opts = {**self._options(f"{handler.name}.retry"), "fetch_max_wait_ms": 50}
+        self.broker.subscriber(*tiers, title=f"{handler.name}:retry", **tier_opts)(consume_tier)
+
+    def _subscribe_index(self) -> None:
+        dlq_topics = [handler_topics(self.settings, h)[-1] for h in self.handlers]
+        if not dlq_topics:
+            return
+
+        async def index(body: Any, message: KafkaMessage) -> None:
+            record = message.raw_message
+            assert isinstance(record, ConsumerRecord)
+            await self._settle(message, dlq.index(self.engine, incoming(record)))
+
+        opts = self._options("dlq-index")
+        self.broker.subscriber(*dlq_topics, title="dead-letter index", **opts)(index)
+
+    def _hold(self, message: KafkaMessage, tp: TopicPartition, wait: float) -> None:
+        consumer: AIOKafkaConsumer = message.consumer
+        consumer.pause(tp)
+        asyncio.get_running_loop().call_later(wait, self._resume, consumer, tp)
+
+    @staticmethod
+    def _resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        with contextlib.suppress(Exception):  # revoked meanwhile: its new owner holds it
+            consumer.resume(tp)
+            # seek to where it stands, which wakes the fetcher now instead of at its next poll
+            consumer.seek(tp, consumer._subscription.assignment[tp].position)
+
+    async def _settle(self, message: KafkaMessage, work: Awaitable[Any]) -> None:
+        """Commit the offsets once the work is done; rewind and back off if it failed."""
+        try:
+            result = await work
+        except Exception:
+            self._failures += 1
+            pause = min(MAX_BACKOFF_S, 0.1 * 2 ** min(self._failures, 6))
+            log.exception(
+                "processing failed; will redeliver",
+                extra={"action": "redeliver", "pause_s": pause},
+            )
+            await message.nack()
+            await asyncio.sleep(pause)
+            return
+        self._failures = 0
+        if isinstance(result, list):
+            self.outcomes.update(result)
+        await message.ack()
 
     def all_topics(self) -> list[str]:
         return [t for h in self.handlers for t in handler_topics(self.settings, h)]
 
     async def start(self) -> None:
         await ensure_topics(self.settings, self.all_topics())
-        await self.publisher.start()
-        await self.broker.start()
+        await self.broker.connect()
+        # Subscribers join their groups concurrently: one after another costs a
+        # group-join round trip each (seconds on some brokers).
+        await asyncio.gather(*(sub.start() for sub in self.broker.subscribers))
+        self.broker.running = True
         log.info("worker started", extra={"action": "worker_start", "handlers": len(self.handlers)})
 
     async def stop(self) -> None:
         await self.broker.stop()
-        await self.publisher.stop()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -17,6 +20,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from service.embedded import EmbeddedBroker, EmbeddedPostgres, embedded_stack, free_port
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A private folder: pytest prunes old sessions' tmp_path trees, which would pull the
+    data folder from under a server if several test sessions run at once."""
+    path = Path(tempfile.mkdtemp(prefix="jobstream-embedded-")).resolve()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _gone(pid: int) -> bool:

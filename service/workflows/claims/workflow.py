@@ -15,6 +15,8 @@ WORKFLOW = Workflow(
             topic=CLAIMS_INBOUND_TOPIC,
             events=ClaimsInbound,
             handle=handlers.handle,
+            handle_batch=handlers.handle_batch,
+            batch=True,
         ),
     ),
     jobs=(

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.notifications import NOTIFICATIONS_TOPIC
 from service.config import Settings
 from service.db.migrate import ensure_at_head
 from service.db.session import create_engine
@@ -42,7 +43,9 @@ class Runtime:
         return [job for wf in self.workflows for job in wf.jobs]
 
     def outbound_topics(self) -> list[str]:
-        return [self.settings.topic(t) for wf in self.workflows for t in wf.outbound_topics]
+        """Every topic the relay publishes events to (retry and DLQ topics are the worker's)."""
+        names = {t for wf in self.workflows for t in wf.outbound_topics} | {NOTIFICATIONS_TOPIC}
+        return sorted(self.settings.topic(t) for t in names)
 
     async def run_job(
         self,
@@ -85,7 +88,16 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
     worker: Worker | None = None
     publisher: KafkaPublisher | None = None
     server: Any = None
+    exporter: Any = None
     try:
+        if settings.metrics_port is not None and "api" not in roles:
+            from prometheus_client import start_http_server
+
+            from service.engine.metrics import REGISTRY
+
+            exporter, _ = start_http_server(
+                settings.metrics_port, addr=settings.api_host, registry=REGISTRY
+            )
         if "worker" in roles:
             worker = Worker(settings, rt.engine, rt.workflows)
             await worker.start()
@@ -126,3 +138,5 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
             await worker.stop()
         if publisher is not None:
             await publisher.stop()
+        if exporter is not None:
+            exporter.shutdown()

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     outbox_retention_days: int = Field(default=7, ge=1)
     inbox_retention_days: int = Field(default=14, ge=1)
 
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve /metrics on this port in worker, relay and clock processes",
+    )
+    lag_interval_s: float = Field(default=15, gt=0, description="consumer lag measuring period")
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     admin_token: SecretStr | None = Field(

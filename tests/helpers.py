@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.envelope import CloudEvent
 from service.config import Settings
-from service.engine.kafka import KafkaPublisher
+from service.engine.kafka import KafkaPublisher, ensure_topics
 from service.engine.worker import Worker
 from service.engine.workflow import Workflow
 
@@ -106,8 +106,10 @@ async def running(
     from service.app import Runtime
     from service.engine.outbox import Relay
 
-    worker = Worker(settings, engine, workflows or Runtime(settings, engine).workflows)
+    rt = Runtime(settings, engine)
+    worker = Worker(settings, engine, workflows or rt.workflows)
     await worker.start()
+    await ensure_topics(settings, rt.outbound_topics())
     publisher = KafkaPublisher(settings)
     await publisher.start()
     stop = asyncio.Event()

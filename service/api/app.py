@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.db.migrate import current_revision, head_revision
+from service.engine import metrics
 
 if TYPE_CHECKING:
     from service.app import Runtime
@@ -23,28 +23,26 @@ def create_api(rt: Runtime) -> FastAPI:
     )
     api.state.runtime = rt
 
-    @api.get("/health/live", tags=["health"])
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
+    from service.api import asyncapi, dlq, health
 
-    @api.get("/health/ready", tags=["health"], response_model=None)
-    async def ready() -> Any:
-        checks: dict[str, str] = {}
-        try:
-            async with rt.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
-                current = await current_revision(conn)
-            checks["database"] = "ok"
-            checks["migrations"] = "ok" if current == head_revision() else f"at {current}"
-        except Exception as exc:
-            checks["database"] = f"unreachable: {type(exc).__name__}"
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ok" if ok else "unavailable", "checks": checks},
-            status_code=200 if ok else 503,
-        )
+    api.include_router(health.router(rt))
 
-    from service.api import dlq
+    @api.get("/metrics", tags=["metrics"], response_class=PlainTextResponse)
+    async def prometheus_metrics() -> Response:
+        """Prometheus exposition of this process's metrics (see README for each one)."""
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    spec = asyncapi.specification(rt)
+
+    @api.get("/asyncapi", tags=["docs"], response_class=HTMLResponse)
+    async def asyncapi_page() -> str:
+        """The AsyncAPI document of every topic and payload, rendered."""
+        return asyncapi.html(spec)
+
+    @api.get("/asyncapi.json", tags=["docs"])
+    async def asyncapi_json() -> Any:
+        """The AsyncAPI document (3.0) as JSON."""
+        return spec.to_specification().to_jsonable()
 
     api.include_router(dlq.router(rt), prefix="/api", tags=["dead letters"])
     for wf in rt.workflows:

@@ -59,6 +59,19 @@ class AdvisoryLock:
                 pass
         return False
 
+    async def alive(self) -> bool:
+        """Is the lock still ours? False once its connection died (e.g. a database restart),
+        after which another instance may hold it: stop acting and acquire it again."""
+        if self._conn is None:
+            return False
+        try:
+            await self._conn.execute(sa.text("SELECT 1"))
+            await self._conn.commit()
+        except Exception:
+            log.warning("lock connection lost", extra={"action": "lock_lost", "lock": self.name})
+            return False
+        return True
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -69,6 +82,8 @@ class AdvisoryLock:
             try:
                 await self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
                 await self._conn.commit()
+            except Exception:  # a dead connection released the lock with it
+                await self._conn.invalidate()
             finally:
                 await self._conn.close()
                 self._conn = None

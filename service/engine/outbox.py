@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from service.engine import metrics
+from service.engine.kafka import ensure_topics
 from service.engine.locks import AdvisoryLock
 
 log = logging.getLogger("jobstream.relay")
@@ -30,12 +31,15 @@ RELAY_LOCK = 7_420_001
 SELECT_BATCH = sa.text(
     "SELECT id, topic, key, coalesce(value, convert_to(payload::text, 'UTF8')) AS body, "
     "headers::text AS headers, payload IS NOT NULL AS is_event, "
-    "extract(epoch FROM created_at)::float8 AS created "
+    "extract(epoch FROM created_at)::float8 AS created, event_id::text AS event_id, "
+    "coalesce(payload->>'correlationid', headers->>'x-correlation-id') AS correlation_id "
     "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT :limit"
 )
 MARK_PUBLISHED = sa.text(
     "UPDATE outbox SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"
 )
+COUNT_BACKLOG = sa.text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+LOCK_CHECK_S = 2.0
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 
 Message = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
@@ -58,6 +62,7 @@ class Relay:
         self.publisher = publisher
         self.settings = settings
         self.stats = RelayStats()
+        self._known_topics: set[str] = set()
 
     async def publish_batch(self) -> int:
         """Publish one batch of unpublished rows in id order; return how many."""
@@ -74,36 +79,70 @@ class Relay:
                     headers.insert(0, CONTENT_TYPE)
                 key = row.key.encode() if row.key is not None else None
                 messages.append((row.topic, bytes(row.body), key, headers))
+            new = {m[0] for m in messages} - self._known_topics
+            if new:  # create them with our partition count rather than rely on auto-creation
+                await ensure_topics(self.settings, new)
+                self._known_topics |= new
             await self.publisher.send_many(messages)
             await conn.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows]})
         now = time.time()
         for row in rows:
             metrics.RELAY_LATENCY.observe(max(0.0, now - row.created))
         metrics.RELAY_PUBLISHED.inc(len(rows))
+        if log.isEnabledFor(logging.DEBUG):
+            for row in rows:
+                log.debug(
+                    "published",
+                    extra={
+                        "action": "published",
+                        "topic": row.topic,
+                        "event_id": row.event_id,
+                        "correlation_id": row.correlation_id,
+                    },
+                )
         self.stats.published += len(rows)
         self.stats.batches += 1
         return len(rows)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the relay lock (waiting as a standby) and publish until ``stop`` is set."""
-        async with AdvisoryLock(self.engine, RELAY_LOCK, "relay", stop) as held:
-            if not held:
-                return
-            delay = self.settings.relay_min_poll_s
-            while not stop.is_set():
-                try:
-                    count = await self.publish_batch()
-                except Exception:
-                    log.exception("relay batch failed", extra={"action": "relay_error"})
-                    count = 0
-                    delay = self.settings.relay_max_poll_s
-                if count >= self.settings.relay_batch_size:
-                    continue  # a full batch: more is waiting
-                if count:
-                    delay = self.settings.relay_min_poll_s
-                else:  # adaptive: back off while idle, snap back on the next row
-                    delay = min(delay * 2, self.settings.relay_max_poll_s)
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
+        while not stop.is_set():
+            lock = AdvisoryLock(self.engine, RELAY_LOCK, "relay", stop)
+            async with lock as held:
+                if not held:
+                    return
+                await self._publish_while_held(lock, stop)
+
+    async def _publish_while_held(self, lock: AdvisoryLock, stop: asyncio.Event) -> None:
+        delay = self.settings.relay_min_poll_s
+        checked = time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() - checked > LOCK_CHECK_S:
+                if not await lock.alive():
+                    return  # another relay may hold it now; compete for it again
+                checked = time.monotonic()
+                await self._measure_backlog()
+            try:
+                count = await self.publish_batch()
+            except Exception:
+                log.exception("relay batch failed", extra={"action": "relay_error"})
+                count = 0
+                delay = self.settings.relay_max_poll_s
+            if count >= self.settings.relay_batch_size:
+                continue  # a full batch: more is waiting
+            if count:
+                delay = self.settings.relay_min_poll_s
+            else:  # adaptive: back off while idle, snap back on the next row
+                delay = min(delay * 2, self.settings.relay_max_poll_s)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def _measure_backlog(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                backlog = (await conn.execute(COUNT_BACKLOG)).scalar_one()
+        except Exception:
+            return
+        metrics.OUTBOX_BACKLOG.set(backlog)

@@ -31,6 +31,7 @@ from service.engine.parking import ParkKey
 from service.engine.retry import ErrorClass, RetryDecision, classify, decide
 from service.engine.uow import UnitOfWork
 from service.engine.workflow import Handler
+from service.logs import bind
 
 log = logging.getLogger("jobstream.processing")
 
@@ -56,6 +57,14 @@ class _Item:
     def park_key(self) -> ParkKey | None:
         key = self.msg.key_text
         return (self.msg.origin_topic, key) if key else None
+
+
+def _ids(event: CloudEvent) -> dict[str, str]:
+    return {
+        "event_id": event.id,
+        "correlation_id": event.correlationid or event.id,
+        "event_type": event.type,
+    }
 
 
 def _invalid_failure(item: _Item) -> Failure:
@@ -118,22 +127,7 @@ class Processor:
                     valid.append(item)
             keyed = [it.park_key for it in valid if it.park_key]
             parked = await parking.heads(uow.conn, self.consumer, keyed, exclusive=from_tier)
-            candidates: list[_Item] = []
-            for item in valid:
-                assert item.event is not None
-                key = item.park_key
-                if key is None or key not in parked:
-                    candidates.append(item)
-                elif parked[key] == item.event.id:
-                    # The head itself: from a tier it is due now; from the source topic it
-                    # is a redelivery whose tier copy is already on its way.
-                    if from_tier:
-                        candidates.append(item)
-                    else:
-                        outcomes[item.index] = Outcome.DUPLICATE
-                else:
-                    await parking.park(uow.conn, self.consumer, key, item.msg, item.event.id)
-                    outcomes[item.index] = Outcome.PARKED
+            candidates = await self._triage(uow, valid, parked, outcomes, from_tier)
             fresh = await uow.claim_messages(self.consumer, [it.event.id for it in candidates])  # type: ignore[union-attr]
             todo: list[_Item] = []
             for item in candidates:
@@ -150,6 +144,40 @@ class Processor:
                 if from_tier and key is not None and key in parked:
                     await self._drain(uow, key)
             await uow.commit()
+        if log.isEnabledFor(logging.DEBUG):
+            for item in todo:
+                assert item.event is not None
+                log.debug(
+                    "applied",
+                    extra={"action": "applied", "topic": item.msg.topic, **_ids(item.event)},
+                )
+
+    async def _triage(
+        self,
+        uow: UnitOfWork,
+        valid: list[_Item],
+        parked: dict[ParkKey, str],
+        outcomes: list[Outcome],
+        from_tier: bool,
+    ) -> list[_Item]:
+        """Park what waits behind a retried message of its key; return the rest."""
+        candidates: list[_Item] = []
+        for item in valid:
+            assert item.event is not None
+            key = item.park_key
+            if key is None or key not in parked:
+                candidates.append(item)
+            elif parked[key] == item.event.id:
+                # The head itself: from a tier it is due now; from the source topic it
+                # is a redelivery whose tier copy is already on its way.
+                if from_tier:
+                    candidates.append(item)
+                else:
+                    outcomes[item.index] = Outcome.DUPLICATE
+            else:
+                await parking.park(uow.conn, self.consumer, key, item.msg, item.event.id)
+                outcomes[item.index] = Outcome.PARKED
+        return candidates
 
     async def _handle(self, uow: UnitOfWork, events: list[CloudEvent]) -> None:
         if self.handler.handle_batch is not None and len(events) > 1:
@@ -157,12 +185,19 @@ class Processor:
             return
         for event in events:
             uow.use(event)
-            await self.handler.handle(uow, event)
+            with bind(**_ids(event)):
+                await self.handler.handle(uow, event)
 
     async def _route(
         self, item: _Item, exc: BaseException, outcomes: list[Outcome], from_tier: bool
     ) -> None:
         """One message failed: retry tier or dead letter, with parking, in one transaction."""
+        with bind(**(_ids(item.event) if item.event else {"offset": item.msg.offset})):
+            await self._route_bound(item, exc, outcomes, from_tier)
+
+    async def _route_bound(
+        self, item: _Item, exc: BaseException, outcomes: list[Outcome], from_tier: bool
+    ) -> None:
         msg = item.msg
         async with UnitOfWork(self.engine, self.settings.topic_prefix) as uow:
             if item.invalid is not None:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
@@ -84,7 +85,12 @@ class Worker:
             acks="all",
             logger=logging.getLogger("jobstream.faststream"),
             security=faststream_security(settings),
+            middlewares=[
+                KafkaPrometheusMiddleware(registry=metrics.REGISTRY, app_name="jobstream")
+            ],
         )
+        self._lag_task: asyncio.Task[None] | None = None
+        self._lag_labels: set[tuple[str, str, str]] = set()
         self.processors: dict[str, Processor] = {}
         self.outcomes: Counter[Outcome] = Counter()
         self._failures = 0
@@ -205,7 +211,44 @@ class Worker:
         # group-join round trip each (seconds on some brokers).
         await asyncio.gather(*(sub.start() for sub in self.broker.subscribers))
         self.broker.running = True
+        self._lag_task = asyncio.create_task(self._measure_lag_forever())
         log.info("worker started", extra={"action": "worker_start", "handlers": len(self.handlers)})
 
     async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
         await self.broker.stop()
+
+    async def measure_lag(self) -> dict[tuple[str, str, int], int]:
+        """End offset minus committed offset of every partition this worker owns."""
+        lags: dict[tuple[str, str, int], int] = {}
+        for sub in self.broker.subscribers:
+            consumer = getattr(sub, "consumer", None)
+            if consumer is None:
+                continue
+            assigned = list(consumer.assignment())
+            if not assigned:
+                continue
+            ends = await consumer.end_offsets(assigned)
+            for tp in assigned:
+                committed = await consumer.committed(tp) or 0
+                group = getattr(sub, "group_id", None) or ""
+                lags[(group, tp.topic, tp.partition)] = max(0, ends[tp] - committed)
+        labels = {(g, t, str(p)) for g, t, p in lags}
+        for stale in self._lag_labels - labels:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(*stale)
+        for (group, topic, partition), lag in lags.items():
+            metrics.CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
+        self._lag_labels = labels
+        return lags
+
+    async def _measure_lag_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lag_interval_s)
+            try:
+                await self.measure_lag()
+            except Exception:  # a metric must never stop the worker
+                log.warning("could not measure consumer lag", exc_info=True)

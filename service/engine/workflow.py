@@ -121,6 +121,8 @@ class Workflow:
     handlers: tuple[Handler, ...] = ()
     jobs: tuple[Job, ...] = ()
     outbound_topics: tuple[str, ...] = ()
+    #: The event type (or a union) published on ``outbound_topics``, for the AsyncAPI document.
+    outbound_events: Any = None
     #: Module with ``router(runtime) -> fastapi.APIRouter`` for admin actions, if any.
     api_module: str | None = None
     #: Module with ``demo_events(now) -> list[tuple[topic, CloudEvent]]`` for ``dev --demo``.

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from schemas.claims import CLAIMS_INBOUND_TOPIC, CLAIMS_OUTBOUND_TOPIC, ClaimsInbound
+from schemas.claims import (
+    CLAIMS_INBOUND_TOPIC,
+    CLAIMS_OUTBOUND_TOPIC,
+    ClaimsInbound,
+    ClaimTimeoutReleased,
+)
 from service.engine.workflow import Handler, Job, Workflow
 from service.workflows.claims import handlers, jobs
 
@@ -33,6 +38,7 @@ WORKFLOW = Workflow(
         ),
     ),
     outbound_topics=(CLAIMS_OUTBOUND_TOPIC,),
+    outbound_events=ClaimTimeoutReleased,
     api_module="service.workflows.claims.api",
     demo_module="service.workflows.claims.demo",
 )

@@ -1,4 +1,8 @@
-"""Alembic, driven from code: upgrade to head and check that a database is at head."""
+"""Alembic, driven from code: upgrade to head and check that a database is at head.
+
+Workflows add their migrations in parallel branches, so the revision graph may have
+several heads until they are linked; "head" here means all of them.
+"""
 
 from __future__ import annotations
 
@@ -26,12 +30,13 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """The head revision, or the sorted heads joined by ``+`` when there are several."""
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert heads
+    return "+".join(sorted(heads))
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     """Upgrade the database at ``url`` (blocking; runs its own event loop)."""
     command.upgrade(alembic_config(url), revision)
 
@@ -42,7 +47,8 @@ async def upgrade_async(url: str) -> None:
 
 async def current_revision(conn: AsyncConnection) -> str | None:
     def _current(sync_conn: sa.Connection) -> str | None:
-        return MigrationContext.configure(sync_conn).get_current_revision()
+        heads = MigrationContext.configure(sync_conn).get_current_heads()
+        return "+".join(sorted(heads)) or None
 
     return await conn.run_sync(_current)
 

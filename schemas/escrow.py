@@ -160,26 +160,32 @@ class LeaderboardEntryUpdatedData(Payload):
     multiplier: Multiplier
 
 
+_DONATION = {
+    "escrow_id": "e-1",
+    "donor_id": "u-1",
+    "recipient_id": "u-2",
+    "amount": "25.00",
+    "cycle_id": "cy-1",
+}
+_MATCH = {"match_id": "ma-1", "donor_id": "u-1", "recipient_id": "u-2"}
+_CYCLE = {"cycle_id": "cy-1", "user_id": "u-2", "due_date": "2026-12-01"}
+_BOOST = {
+    "boost_id": "b-1",
+    "user_id": "u-2",
+    "multiplier": "1.50",
+    "expires_at": "2026-11-08T09:00:00Z",
+}
+
+
 class DonationConfirmed(CloudEvent):
-    model_config = _example(
-        "donation.confirmed",
-        {
-            "escrow_id": "e-1",
-            "donor_id": "u-1",
-            "recipient_id": "u-2",
-            "amount": "25.00",
-            "cycle_id": "cy-1",
-        },
-    )
+    model_config = _example("donation.confirmed", _DONATION)
     key_field = "escrow_id"
     type: Literal["donation.confirmed"] = "donation.confirmed"
     data: DonationConfirmedData
 
 
 class MatchCreated(CloudEvent):
-    model_config = _example(
-        "match.created", {"match_id": "ma-1", "donor_id": "u-1", "recipient_id": "u-2"}
-    )
+    model_config = _example("match.created", _MATCH)
     key_field = "match_id"
     type: Literal["match.created"] = "match.created"
     data: MatchCreatedData
@@ -193,10 +199,7 @@ class MatchAccepted(CloudEvent):
 
 
 class CycleCreated(CloudEvent):
-    model_config = _example(
-        "cycle.created",
-        {"cycle_id": "cy-1", "user_id": "u-2", "amount": "25.00", "due_date": "2026-12-01"},
-    )
+    model_config = _example("cycle.created", _CYCLE | {"amount": "25.00"})
     key_field = "cycle_id"
     type: Literal["cycle.created"] = "cycle.created"
     data: CycleCreatedData
@@ -210,88 +213,42 @@ class CycleFulfilled(CloudEvent):
 
 
 class BoostGranted(CloudEvent):
-    model_config = _example(
-        "boost.granted",
-        {
-            "boost_id": "b-1",
-            "user_id": "u-2",
-            "multiplier": "1.50",
-            "expires_at": "2026-11-08T09:00:00Z",
-        },
-    )
+    model_config = _example("boost.granted", _BOOST)
     key_field = "boost_id"
     type: Literal["boost.granted"] = "boost.granted"
     data: BoostGrantedData
 
 
 class EscrowReleased(CloudEvent):
-    model_config = _example(
-        "escrow.released",
-        {
-            "escrow_id": "e-1",
-            "donor_id": "u-1",
-            "recipient_id": "u-2",
-            "amount": "25.00",
-            "cycle_id": "cy-1",
-            "charity_coins": 50,
-        },
-    )
+    model_config = _example("escrow.released", _DONATION | {"charity_coins": 50})
     key_field = "escrow_id"
     type: Literal["escrow.released"] = "escrow.released"
     data: EscrowReleasedData
 
 
 class MatchExpired(CloudEvent):
-    model_config = _example(
-        "match.expired",
-        {
-            "match_id": "ma-1",
-            "donor_id": "u-1",
-            "recipient_id": "u-2",
-            "expires_at": "2026-11-02T09:00:00Z",
-        },
-    )
+    model_config = _example("match.expired", _MATCH | {"expires_at": "2026-11-02T09:00:00Z"})
     key_field = "match_id"
     type: Literal["match.expired"] = "match.expired"
     data: MatchExpiredData
 
 
 class CycleObligated(CloudEvent):
-    model_config = _example(
-        "cycle.obligated",
-        {"cycle_id": "cy-1", "user_id": "u-2", "escrow_id": "e-1", "due_date": "2026-12-01"},
-    )
+    model_config = _example("cycle.obligated", _CYCLE | {"escrow_id": "e-1"})
     key_field = "cycle_id"
     type: Literal["cycle.obligated"] = "cycle.obligated"
     data: CycleObligatedData
 
 
 class CycleDefaulted(CloudEvent):
-    model_config = _example(
-        "cycle.defaulted",
-        {
-            "cycle_id": "cy-1",
-            "user_id": "u-2",
-            "amount": "25.00",
-            "due_date": "2026-12-01",
-            "trust_score": "0.90",
-        },
-    )
+    model_config = _example("cycle.defaulted", _CYCLE | {"amount": "25.00", "trust_score": "0.90"})
     key_field = "cycle_id"
     type: Literal["cycle.defaulted"] = "cycle.defaulted"
     data: CycleDefaultedData
 
 
 class BoostExpired(CloudEvent):
-    model_config = _example(
-        "boost.expired",
-        {
-            "boost_id": "b-1",
-            "user_id": "u-2",
-            "multiplier": "1.50",
-            "expires_at": "2026-11-08T09:00:00Z",
-        },
-    )
+    model_config = _example("boost.expired", _BOOST)
     key_field = "boost_id"
     type: Literal["boost.expired"] = "boost.expired"
     data: BoostExpiredData

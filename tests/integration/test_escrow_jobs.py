@@ -525,7 +525,9 @@ async def test_leaderboard_sql_matches_the_pure_rules(
             for c in cycles
         ],
         [
-            rules.Boost(b["id"], b["user_id"], b["multiplier"], b["granted_at"], b["expires_at"])
+            leaderboard.Boost(
+                b["id"], b["user_id"], b["multiplier"], b["granted_at"], b["expires_at"]
+            )
             for b in boosts_
         ],
         NOW,

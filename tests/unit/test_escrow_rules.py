@@ -24,9 +24,9 @@ from schemas.escrow import (
 from service.errors import InvalidTransition
 from service.workflows.escrow import leaderboard as lb
 from service.workflows.escrow import rules
+from service.workflows.escrow.leaderboard import Boost
 from service.workflows.escrow.rules import (
     Account,
-    Boost,
     Cycle,
     CycleStatus,
     Escrow,
@@ -206,16 +206,16 @@ def test_a_boost_is_granted_once_and_active_in_its_window() -> None:
     grant = ev(
         BoostGranted, T0, boost_id="b-1", user_id="u", multiplier="1.50", expires_at=T0 + 2 * D
     )
-    boost = rules.grant(None, grant)
+    boost = lb.grant(None, grant)
     with pytest.raises(InvalidTransition):
-        rules.grant(boost, grant)
-    assert [rules.boost_active(boost, T0 + d) for d in (-H, 0 * H, D, 2 * D)] == [
+        lb.grant(boost, grant)
+    assert [lb.boost_active(boost, T0 + d) for d in (-H, 0 * H, D, 2 * D)] == [
         False,
         True,
         True,
         False,
     ]
-    assert rules.should_expire(boost, T0 + 2 * D) and not rules.should_expire(boost, T0 + D)
+    assert lb.should_expire(boost, T0 + 2 * D) and not lb.should_expire(boost, T0 + D)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from schemas.escrow import (
     MatchCreated,
 )
 from service.engine.uow import UnitOfWork
-from service.workflows.escrow import rules
+from service.workflows.escrow import leaderboard, rules
 from service.workflows.escrow.tables import (
     escrow_accounts,
     escrow_boosts,
@@ -116,8 +116,8 @@ async def on_cycle(uow: UnitOfWork, event: CycleCreated | CycleFulfilled) -> Non
 
 
 async def on_boost(uow: UnitOfWork, event: BoostGranted) -> None:
-    before = await _load(uow, escrow_boosts, event.data.boost_id, rules.Boost)
-    boost = rules.grant(before, event)
+    before = await _load(uow, escrow_boosts, event.data.boost_id, leaderboard.Boost)
+    boost = leaderboard.grant(before, event)
     await _save(uow, escrow_boosts, boost, new=True)
     await ensure_accounts(uow, {boost.user_id: Decimal(0)})
     _log(uow, "boost", boost.id, event, None, "active")

@@ -1,4 +1,5 @@
-"""Leaderboard rules: a score per user from completed cycles, speed and boosts; dense ranks.
+"""Leaderboard rules: boosts, a score per user from completed cycles, speed and boosts,
+and dense ranks.
 
 Pure, and the reference for the leaderboard job's SQL (tested against it):
 
@@ -19,12 +20,41 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from service.workflows.escrow.rules import Boost, Cycle, CycleStatus, boost_active
+from schemas.escrow import BoostGranted
+from service.errors import InvalidTransition
+from service.workflows.escrow.rules import Cycle, CycleStatus
 
 CENTS = Decimal("0.01")
 POINTS_PER_CYCLE = 10
 SPEED_DAYS = 30
 DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Boost:
+    id: str
+    user_id: str
+    multiplier: Decimal
+    granted_at: datetime
+    expires_at: datetime
+    expired_at: datetime | None = None
+
+
+def grant(boost: Boost | None, event: BoostGranted) -> Boost:
+    """A new boost from the event's time; a boost id is granted once."""
+    data = event.data
+    if boost is not None:
+        raise InvalidTransition("boost", data.boost_id, "granted", event.type)
+    return Boost(data.boost_id, data.user_id, data.multiplier, event.time, data.expires_at)
+
+
+def boost_active(boost: Boost, now: datetime) -> bool:
+    """Counts for the leaderboard at ``now``: granted already and not yet expired."""
+    return boost.granted_at <= now < boost.expires_at
+
+
+def should_expire(boost: Boost, now: datetime) -> bool:
+    return boost.expired_at is None and boost.expires_at <= now
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Escrow rules: escrows, matches and obligation cycles as small state machines, and the
-arithmetic of a release and of a default.
+arithmetic of a release and of a default (boosts and scores: ``leaderboard.py``).
 
 Pure: no I/O, no clock. Rules for inbound events read ``event.time``; rules the jobs
 implement in SQL take ``now`` (the job's slot time) and are the reference the SQL is
@@ -16,7 +16,6 @@ from enum import StrEnum
 from typing import TypeVar
 
 from schemas.escrow import (
-    BoostGranted,
     CycleCreated,
     CycleFulfilled,
     DonationConfirmed,
@@ -280,30 +279,3 @@ def default(cycle: Cycle, now: datetime) -> Cycle:
 def penalize(trust_score: Decimal, defaults: int = 1) -> Decimal:
     """The trust score after ``defaults`` defaults: 0.10 less each, never below 0."""
     return max(Decimal("0.00"), trust_score - DEFAULT_PENALTY * defaults)
-
-
-@dataclass(frozen=True)
-class Boost:
-    id: str
-    user_id: str
-    multiplier: Decimal
-    granted_at: datetime
-    expires_at: datetime
-    expired_at: datetime | None = None
-
-
-def grant(boost: Boost | None, event: BoostGranted) -> Boost:
-    """A new boost from the event's time; a boost id is granted once."""
-    data = event.data
-    if boost is not None:
-        raise InvalidTransition("boost", data.boost_id, "granted", event.type)
-    return Boost(data.boost_id, data.user_id, data.multiplier, event.time, data.expires_at)
-
-
-def boost_active(boost: Boost, now: datetime) -> bool:
-    """Counts for the leaderboard at ``now``: granted already and not yet expired."""
-    return boost.granted_at <= now < boost.expires_at
-
-
-def should_expire(boost: Boost, now: datetime) -> bool:
-    return boost.expired_at is None and boost.expires_at <= now

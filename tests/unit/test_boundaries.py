@@ -12,6 +12,9 @@ PROBE = """
 import json, sys
 import schemas
 import service.workflows.claims.rules
+import service.workflows.escrow.rules
+import service.workflows.escrow.leaderboard
+import service.workflows.challenges.rules
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -26,3 +29,5 @@ def test_schemas_and_rules_import_no_infrastructure() -> None:
     )
     assert leaked == []
     assert "service.workflows.claims.rules" in loaded
+    assert "service.workflows.escrow.leaderboard" in loaded
+    assert "service.workflows.challenges.rules" in loaded

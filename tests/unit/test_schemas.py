@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from schemas import ALL_EVENTS, CloudEvent, decode, export_json_schemas, json_schemas
+from schemas import (
+    ALL_EVENTS,
+    CloudEvent,
+    challenges,
+    decode,
+    escrow,
+    export_json_schemas,
+    json_schemas,
+)
 from schemas.claims import (
     CLAIMS_INBOUND_TOPIC,
     CLAIMS_OUTBOUND_TOPIC,
@@ -33,7 +42,34 @@ EXPECTED_TYPES = {
     "claim.review_released",
     "claim.timeout_released",
     "notification.requested",
+    "donation.confirmed",
+    "match.created",
+    "match.accepted",
+    "cycle.created",
+    "cycle.fulfilled",
+    "boost.granted",
+    "escrow.released",
+    "match.expired",
+    "cycle.obligated",
+    "cycle.defaulted",
+    "boost.expired",
+    "leaderboard.entry_updated",
+    "user.upserted",
+    "challenge.created",
+    "challenge.member_joined",
+    "challenge.progress_recorded",
+    "notification.created",
+    "challenge.completed",
+    "challenge.failed",
+    "challenge.stats_updated",
+    "notification.purged",
 }
+#: (discriminated union of a topic, an event type it must accept)
+UNIONS = [
+    *((ClaimsInbound, cls) for cls in INBOUND),
+    *((escrow.EscrowInbound, cls) for cls in escrow.INBOUND),
+    *((challenges.ChallengesInbound, cls) for cls in challenges.INBOUND),
+]
 
 
 def example(cls: type[CloudEvent]) -> dict[str, Any]:
@@ -54,7 +90,17 @@ def submitted(**changes: Any) -> dict[str, Any]:
 def test_catalogue_lists_every_event_once() -> None:
     assert set(ALL_EVENTS) == EXPECTED_TYPES
     assert {*INBOUND, *OUTBOUND} <= set(ALL_EVENTS.values())
+    assert {*escrow.INBOUND, *escrow.OUTBOUND} <= set(ALL_EVENTS.values())
+    assert {*challenges.INBOUND, *challenges.OUTBOUND} <= set(ALL_EVENTS.values())
     assert (CLAIMS_INBOUND_TOPIC, CLAIMS_OUTBOUND_TOPIC) == ("claims.events", "claims.out")
+    assert (escrow.ESCROW_INBOUND_TOPIC, escrow.ESCROW_OUTBOUND_TOPIC) == (
+        "escrow.events",
+        "escrow.out",
+    )
+    assert (challenges.CHALLENGES_INBOUND_TOPIC, challenges.CHALLENGES_OUTBOUND_TOPIC) == (
+        "challenges.events",
+        "challenges.out",
+    )
 
 
 @pytest.mark.parametrize("type_", sorted(EXPECTED_TYPES))
@@ -67,10 +113,39 @@ def test_each_example_validates_and_round_trips(type_: str) -> None:
     assert event.key == raw["data"][cls.key_field]
 
 
-@pytest.mark.parametrize("inbound", INBOUND, ids=lambda cls: cls.__name__)
-def test_inbound_examples_decode_through_the_union(inbound: type[CloudEvent]) -> None:
+@pytest.mark.parametrize(("union", "inbound"), UNIONS, ids=[cls.__name__ for _, cls in UNIONS])
+def test_inbound_examples_decode_through_the_union(union: Any, inbound: type[CloudEvent]) -> None:
     raw = json.dumps(example(inbound)).encode()
-    assert type(decode(raw, ClaimsInbound)) is inbound
+    assert type(decode(raw, union)) is inbound
+
+
+@pytest.mark.parametrize(
+    ("cls", "changes", "problem"),
+    [
+        (escrow.DonationConfirmed, {"amount": "10.001"}, "decimal places"),
+        (escrow.DonationConfirmed, {"amount": 0}, "greater than 0"),
+        (escrow.DonationConfirmed, {"amount": "NaN"}, "amount"),
+        (escrow.DonationConfirmed, {"recipient_id": "u-1"}, "both 'u-1'"),
+        (escrow.BoostGranted, {"multiplier": "0.5"}, "greater than or equal to 1"),
+        (escrow.BoostGranted, {"expires_at": "2026-11-08T09:00:00"}, "timezone"),
+        (challenges.UserUpserted, {"timezone": "Mars/Olympus_Mons"}, "not an IANA timezone"),
+        (challenges.UserUpserted, {"timezone": "../etc/passwd"}, "timezone"),
+        (challenges.ChallengeCreated, {"ends_at": "2026-11-01T00:00:00Z"}, "must be after"),
+        (challenges.ChallengeProgressRecorded, {"completion_rate": "1.01"}, "less than or equal"),
+    ],
+)
+def test_workflow_payloads_reject_bad_values(
+    cls: type[CloudEvent], changes: dict[str, Any], problem: str
+) -> None:
+    raw = example(cls)
+    with pytest.raises(ValidationError, match=problem):
+        cls.model_validate(raw | {"data": raw["data"] | changes})
+
+
+def test_money_is_decimal_and_leaves_as_a_string() -> None:
+    donation = escrow.DonationConfirmed.model_validate(example(escrow.DonationConfirmed))
+    assert donation.data.amount == Decimal("25.00")
+    assert json.loads(donation.to_json())["data"]["amount"] == "25.00"
 
 
 def test_extra_envelope_field_is_rejected() -> None:

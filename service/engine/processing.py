@@ -95,9 +95,7 @@ class Processor:
                 msg, ErrorClass.NON_RETRYABLE, exc, message=json.dumps(errors, default=str)
             )
         try:
-            async with UnitOfWork(
-                self.engine, self.settings.topic_prefix, self.settings
-            ) as uow:
+            async with UnitOfWork(self.engine, self.settings.topic_prefix, self.settings) as uow:
                 if not await uow.claim_message(self.handler.name, event.id):
                     return Outcome.DUPLICATE
                 uow.cause = Cause(event.id, event.correlationid or event.id, event.source)

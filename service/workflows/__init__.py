@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from service.engine.workflow import Workflow
 
-INSTALLED = ("claims", "litigation")
+INSTALLED = ("claims", "litigation", "usage")
 
 
 def installed_workflows() -> list[Workflow]:

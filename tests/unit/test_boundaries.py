@@ -12,6 +12,8 @@ PROBE = """
 import json, sys
 import schemas
 import service.workflows.claims.rules
+import service.workflows.litigation.rules
+import service.workflows.usage.rules
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -26,3 +28,5 @@ def test_schemas_and_rules_import_no_infrastructure() -> None:
     )
     assert leaked == []
     assert "service.workflows.claims.rules" in loaded
+    assert "service.workflows.litigation.rules" in loaded
+    assert "service.workflows.usage.rules" in loaded

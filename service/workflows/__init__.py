@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from service.engine.workflow import Workflow
 
-INSTALLED = ("claims", "litigation", "usage")
+INSTALLED = ("claims", "litigation", "usage", "notifier")
 
 
 def installed_workflows() -> list[Workflow]:

@@ -111,6 +111,7 @@ async def _apply(uow: UnitOfWork, event: CloudEvent) -> tuple[str, Any, Any]:
 
 
 async def handle(uow: UnitOfWork, event: CloudEvent) -> None:
+    """Apply one litigation event to its tenant's aggregate and log the transition."""
     if isinstance(event, TenantUpserted):
         await _upsert_tenant(uow, event)
         return

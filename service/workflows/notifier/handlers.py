@@ -17,6 +17,7 @@ LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 7))")
 
 
 async def handle(uow: UnitOfWork, event: CloudEvent) -> None:
+    """Deliver unless this id was delivered before; record the delivery in the same commit."""
     assert isinstance(event, NotificationRequested)
     await uow.conn.execute(LOCK, {"id": event.id})
     done = await uow.conn.scalar(

@@ -169,4 +169,5 @@ async def handle_batch(uow: UnitOfWork, events: Sequence[CloudEvent]) -> None:
 
 
 async def handle(uow: UnitOfWork, event: CloudEvent) -> None:
+    """One event: a batch of one."""
     await handle_batch(uow, [event])

@@ -10,11 +10,19 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas import challenges, claims, escrow, notifications
+from schemas import audit, challenges, claims, escrow, litigation, notifications, usage
 from schemas.envelope import CloudEvent
 
 #: The modules whose CloudEvent subclasses make up the catalogue.
-MODULES: tuple[ModuleType, ...] = (claims, escrow, challenges, notifications)
+MODULES: tuple[ModuleType, ...] = (
+    claims,
+    escrow,
+    challenges,
+    litigation,
+    usage,
+    audit,
+    notifications,
+)
 
 
 def event_type(cls: type[CloudEvent]) -> str:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -84,6 +84,17 @@ class Settings(BaseSettings):
         default=None, description="bootstrap admin token (stored hashed at start)"
     )
 
+    notifier_sink: Literal["log", "webhook"] = Field(
+        default="log", description="where notifications go: a log line, or a signed webhook"
+    )
+    notifier_webhook_url: AnyHttpUrl | None = Field(
+        default=None, description="the webhook the notifier POSTs to (notifier_sink=webhook)"
+    )
+    notifier_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key for the X-Jobstream-Signature header"
+    )
+    notifier_webhook_timeout_s: float = Field(default=5.0, gt=0, le=120)
+
     state_dir: Path = Field(default=Path(".jobstream"), description="embedded stack data folder")
     log_level: str = "INFO"
     log_json: bool = True
@@ -94,6 +105,17 @@ class Settings(BaseSettings):
         if not value or any(d <= 0 for d in value):
             raise ValueError("give one or more positive delays in seconds, e.g. [1, 2, 4, 8, 16]")
         return value
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> Settings:
+        if self.notifier_sink == "webhook" and (
+            self.notifier_webhook_url is None or self.notifier_webhook_secret is None
+        ):
+            raise ValueError(
+                "notifier_sink=webhook needs JOBSTREAM_NOTIFIER_WEBHOOK_URL and "
+                "JOBSTREAM_NOTIFIER_WEBHOOK_SECRET"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -151,6 +173,9 @@ def load_settings(**overrides: Any) -> Settings:
         lines = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
+            if not field:  # a rule across fields: its message names the variables
+                lines.append(err["msg"])
+                continue
             env = f"JOBSTREAM_{field.upper().replace('.', '__')}"
             lines.append(f"{field} ({env}): {err['msg']} (got {err.get('input')!r})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -117,7 +117,7 @@ class Processor:
 
     async def _apply(self, items: list[_Item], outcomes: list[Outcome], from_tier: bool) -> None:
         """Everything in one transaction; raises if any message fails."""
-        async with UnitOfWork(self.engine, self.settings.topic_prefix) as uow:
+        async with UnitOfWork(self.engine, self.settings.topic_prefix, self.settings) as uow:
             valid: list[_Item] = []
             for item in items:
                 if item.invalid is not None:
@@ -199,7 +199,7 @@ class Processor:
         self, item: _Item, exc: BaseException, outcomes: list[Outcome], from_tier: bool
     ) -> None:
         msg = item.msg
-        async with UnitOfWork(self.engine, self.settings.topic_prefix) as uow:
+        async with UnitOfWork(self.engine, self.settings.topic_prefix, self.settings) as uow:
             if item.invalid is not None:
                 self._dead(uow, msg, _invalid_failure(item))
                 outcomes[item.index] = Outcome.DEAD

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,6 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 
 from schemas.envelope import CloudEvent
 from service.db.tables import event_log, outbox, processed_messages
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,13 @@ class Cause:
 
 
 class UnitOfWork:
-    def __init__(self, engine: AsyncEngine, topic_prefix: str = "") -> None:
+    def __init__(
+        self, engine: AsyncEngine, topic_prefix: str = "", settings: Settings | None = None
+    ) -> None:
         self._engine = engine
         self._prefix = topic_prefix
+        #: The deployment's settings, for handlers that need configuration (e.g. a sink).
+        self.settings = settings
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
         self._log: list[dict[str, Any]] = []

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from service.engine.workflow import Workflow
 
-INSTALLED = ("claims", "escrow", "challenges")
+INSTALLED = ("claims", "escrow", "challenges", "litigation", "usage", "notifier")
 
 
 def installed_workflows() -> list[Workflow]:

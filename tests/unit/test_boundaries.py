@@ -15,6 +15,8 @@ import service.workflows.claims.rules
 import service.workflows.escrow.rules
 import service.workflows.escrow.leaderboard
 import service.workflows.challenges.rules
+import service.workflows.litigation.rules
+import service.workflows.usage.rules
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -31,3 +33,5 @@ def test_schemas_and_rules_import_no_infrastructure() -> None:
     assert "service.workflows.claims.rules" in loaded
     assert "service.workflows.escrow.leaderboard" in loaded
     assert "service.workflows.challenges.rules" in loaded
+    assert "service.workflows.litigation.rules" in loaded
+    assert "service.workflows.usage.rules" in loaded

@@ -14,12 +14,15 @@ from pydantic import ValidationError
 from schemas import (
     ALL_EVENTS,
     CloudEvent,
+    audit,
     challenges,
     decode,
     escrow,
     export_json_schemas,
     json_schemas,
+    usage,
 )
+from schemas import litigation as lit
 from schemas.claims import (
     CLAIMS_INBOUND_TOPIC,
     CLAIMS_OUTBOUND_TOPIC,
@@ -63,12 +66,36 @@ EXPECTED_TYPES = {
     "challenge.failed",
     "challenge.stats_updated",
     "notification.purged",
+    "litigation.tenant.upserted",
+    "litigation.case.opened",
+    "litigation.case.closed",
+    "litigation.task.created",
+    "litigation.task.reassigned",
+    "litigation.task.completed",
+    "litigation.hearing.scheduled",
+    "litigation.hearing.cancelled",
+    "litigation.deadline.set",
+    "litigation.deadline.met",
+    "litigation.task.sla_breached",
+    "litigation.task.overdue",
+    "litigation.snapshot.taken",
+    "usage.recorded",
+    "usage.limit.configured",
+    "usage.feature_flag.set",
+    "usage.api_key.set",
+    "usage.limit.exceeded",
+    "usage.period.closed",
+    "audit.recorded",
 }
 #: (discriminated union of a topic, an event type it must accept)
-UNIONS = [
+#: (union of an inbound topic, an event type it carries), for every inbound topic.
+TOPIC_EVENTS: list[tuple[Any, type[CloudEvent]]] = [
     *((ClaimsInbound, cls) for cls in INBOUND),
     *((escrow.EscrowInbound, cls) for cls in escrow.INBOUND),
     *((challenges.ChallengesInbound, cls) for cls in challenges.INBOUND),
+    *((lit.LitigationInbound, cls) for cls in lit.INBOUND),
+    *((usage.UsageInbound, cls) for cls in usage.INBOUND),
+    *((audit.AuditRecorded, cls) for cls in audit.INBOUND),
 ]
 
 
@@ -101,6 +128,12 @@ def test_catalogue_lists_every_event_once() -> None:
         "challenges.events",
         "challenges.out",
     )
+    for module in (lit, usage, audit):
+        assert {*module.INBOUND, *module.OUTBOUND} <= set(ALL_EVENTS.values())
+    assert (CLAIMS_INBOUND_TOPIC, CLAIMS_OUTBOUND_TOPIC) == ("claims.events", "claims.out")
+    assert lit.LITIGATION_INBOUND_TOPIC == "litigation.events"
+    assert usage.USAGE_INBOUND_TOPIC == "usage.events"
+    assert audit.AUDIT_INBOUND_TOPIC == "audit.events"
 
 
 @pytest.mark.parametrize("type_", sorted(EXPECTED_TYPES))
@@ -113,7 +146,9 @@ def test_each_example_validates_and_round_trips(type_: str) -> None:
     assert event.key == raw["data"][cls.key_field]
 
 
-@pytest.mark.parametrize(("union", "inbound"), UNIONS, ids=[cls.__name__ for _, cls in UNIONS])
+@pytest.mark.parametrize(
+    ("union", "inbound"), TOPIC_EVENTS, ids=[cls.__name__ for _, cls in TOPIC_EVENTS]
+)
 def test_inbound_examples_decode_through_the_union(union: Any, inbound: type[CloudEvent]) -> None:
     raw = json.dumps(example(inbound)).encode()
     assert type(decode(raw, union)) is inbound
@@ -146,6 +181,30 @@ def test_money_is_decimal_and_leaves_as_a_string() -> None:
     donation = escrow.DonationConfirmed.model_validate(example(escrow.DonationConfirmed))
     assert donation.data.amount == Decimal("25.00")
     assert json.loads(donation.to_json())["data"]["amount"] == "25.00"
+
+
+def test_a_tenant_timezone_must_be_an_iana_name() -> None:
+    raw = example(lit.TenantUpserted)
+    with pytest.raises(ValidationError, match="IANA"):
+        lit.TenantUpserted.model_validate(raw | {"data": raw["data"] | {"timezone": "CEST"}})
+    ok = lit.TenantUpserted.model_validate(raw | {"data": raw["data"] | {"timezone": "Asia/Tokyo"}})
+    assert ok.data.timezone == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("warning_pct", 0), ("warning_pct", 101), ("limit", 0), ("period", "weekly")],
+)
+def test_limit_configuration_is_bounded(field: str, value: object) -> None:
+    raw = example(usage.LimitConfigured)
+    with pytest.raises(ValidationError, match=field):
+        usage.LimitConfigured.model_validate(raw | {"data": raw["data"] | {field: value}})
+
+
+def test_usage_on_the_audit_topic_is_rejected() -> None:
+    raw = json.dumps(example(usage.UsageRecorded)).encode()
+    with pytest.raises(ValidationError):
+        decode(raw, audit.AuditRecorded)
 
 
 def test_extra_envelope_field_is_rejected() -> None:

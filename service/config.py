@@ -95,9 +95,24 @@ class Settings(BaseSettings):
     )
     notifier_webhook_timeout_s: float = Field(default=5.0, gt=0, le=120)
 
+    crash_at: str | None = Field(
+        default=None,
+        description="test only: SIGKILL this process at a named crash point, e.g. "
+        "processing.after_commit:3 (see service/engine/faults.py)",
+    )
+
     state_dir: Path = Field(default=Path(".jobstream"), description="embedded stack data folder")
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("crash_at")
+    @classmethod
+    def _crash_point(cls, value: str | None) -> str | None:
+        if value is not None:
+            from service.engine.faults import parse
+
+            parse(value)
+        return value
 
     @field_validator("retry_delays_s")
     @classmethod

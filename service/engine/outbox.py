@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from service.engine import metrics
+from service.engine.faults import crash_point
 from service.engine.kafka import ensure_topics
 from service.engine.locks import AdvisoryLock
 
@@ -84,6 +85,7 @@ class Relay:
                 await ensure_topics(self.settings, new)
                 self._known_topics |= new
             await self.publisher.send_many(messages)
+            crash_point(self.settings, "relay.after_publish")
             await conn.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows]})
         now = time.time()
         for row in rows:

@@ -27,6 +27,7 @@ from schemas.registry import decode
 from service.config import Settings
 from service.engine import metrics, parking
 from service.engine.failures import Failure, Incoming, forward
+from service.engine.faults import crash_point
 from service.engine.parking import ParkKey
 from service.engine.retry import ErrorClass, RetryDecision, classify, decide
 from service.engine.uow import UnitOfWork
@@ -143,7 +144,9 @@ class Processor:
                 key = item.park_key
                 if from_tier and key is not None and key in parked:
                     await self._drain(uow, key)
+            crash_point(self.settings, "processing.before_commit")
             await uow.commit()
+        crash_point(self.settings, "processing.after_commit")
         if log.isEnabledFor(logging.DEBUG):
             for item in todo:
                 assert item.event is not None

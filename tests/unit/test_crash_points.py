@@ -44,5 +44,5 @@ def test_without_a_crash_point_nothing_happens() -> None:
 
 
 def test_an_unknown_crash_point_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigError, match="unknown crash point 'relay.after_publsh'"):
+    with pytest.raises(ConfigError, match=r"unknown crash point 'relay\.after_publsh'"):
         load_settings(crash_at="relay.after_publsh")

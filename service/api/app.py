@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.engine import metrics
@@ -23,7 +23,7 @@ def create_api(rt: Runtime) -> FastAPI:
     )
     api.state.runtime = rt
 
-    from service.api import asyncapi, dlq, health
+    from service.api import asyncapi, dashboard, dlq, health
 
     api.include_router(health.router(rt))
 
@@ -45,6 +45,12 @@ def create_api(rt: Runtime) -> FastAPI:
         return spec.to_specification().to_jsonable()
 
     api.include_router(dlq.router(rt), prefix="/api", tags=["dead letters"])
+    api.include_router(dashboard.router)
+
+    @api.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
     for wf in rt.workflows:
         router = wf.api_router(rt)
         if router is not None:

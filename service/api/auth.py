@@ -22,7 +22,9 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        token = credentials.credentials if credentials else request.cookies.get("jobstream_token")
+        # The API takes the header only: a cookie would let another site's form act for
+        # a logged-in operator. The dashboard has its own cookie session with CSRF tokens.
+        token = credentials.credentials if credentials else None
         if not token:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

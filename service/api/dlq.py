@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from service.api.auth import Admin, Viewer
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from service.app import Runtime
 
 PAGE_SIZE = 50
+#: A dead letter's id: a PostgreSQL bigint, so a bigger number is a 422, not a crash.
+DeadLetterId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 ErrorClass = Literal["non_retryable", "invalid_transition", "exhausted", "retryable"]
 Status = Literal["pending", "replayed", "discarded"]
 
@@ -71,7 +73,7 @@ class ReplayRequest(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    ids: list[int] = Field(default_factory=list, max_length=1000)
+    ids: list[DeadLetterId] = Field(default_factory=list, max_length=1000)
     topic: str | None = Field(default=None, max_length=300)
     error_class: ErrorClass | None = None
     since: AwareDatetime | None = None
@@ -90,7 +92,7 @@ class ReplayResponse(BaseModel):
 class DiscardRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
-    ids: list[int] = Field(min_length=1, max_length=1000)
+    ids: list[DeadLetterId] = Field(min_length=1, max_length=1000)
 
 
 class DiscardResponse(BaseModel):
@@ -123,7 +125,9 @@ def router(rt: Runtime) -> APIRouter:
         }
 
     @r.get("/dlq/{dead_letter_id}", response_model=DeadLetter)
-    async def show(_: Viewer, dead_letter_id: int) -> dict[str, Any]:
+    async def show(
+        _: Viewer, dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+    ) -> dict[str, Any]:
         async with rt.engine.connect() as conn:
             item = await dlq.get(conn, dead_letter_id)
         if item is None:
@@ -131,7 +135,9 @@ def router(rt: Runtime) -> APIRouter:
         return item
 
     @r.post("/dlq/{dead_letter_id}/replay", response_model=Replayed)
-    async def replay(principal: Admin, dead_letter_id: int) -> dict[str, Any]:
+    async def replay(
+        principal: Admin, dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+    ) -> dict[str, Any]:
         result = await dlq.replay_one(rt.engine, settings, dead_letter_id, principal.actor)
         if result is None:
             raise HTTPException(
@@ -163,7 +169,9 @@ def router(rt: Runtime) -> APIRouter:
         return {"dry_run": body.dry_run, "count": len(items), "items": items, "replayed": replayed}
 
     @r.post("/dlq/{dead_letter_id}/discard", response_model=DiscardResponse)
-    async def discard_one(principal: Admin, dead_letter_id: int) -> dict[str, Any]:
+    async def discard_one(
+        principal: Admin, dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+    ) -> dict[str, Any]:
         changed = await dlq.discard(rt.engine, [dead_letter_id], principal.actor)
         if not changed:
             raise HTTPException(404, f"no pending or replayed dead letter with id {dead_letter_id}")

@@ -115,6 +115,19 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Attention:
+    """Something an operator should look at, e.g. "4 orphaned claims", and the job that fixes it."""
+
+    label: str
+    count: int
+    job: str | None = None
+
+
+#: Counts what needs attention in a workflow now; the dashboard shows it as badges.
+AttentionFn = Callable[["AsyncConnection", "Settings", datetime], Awaitable[list[Attention]]]
+
+
+@dataclass(frozen=True)
 class Workflow:
     name: str
     tables_module: str
@@ -127,6 +140,7 @@ class Workflow:
     api_module: str | None = None
     #: Module with ``demo_events(now) -> list[tuple[topic, CloudEvent]]`` for ``dev --demo``.
     demo_module: str | None = None
+    attention: AttentionFn | None = None
 
     def load_tables(self) -> None:
         importlib.import_module(self.tables_module)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.config import Settings
 from service.engine.sql import log_and_outbox
-from service.engine.workflow import JobContext, JobResult
+from service.engine.workflow import Attention, JobContext, JobResult
 
 OUT_TOPIC = "claims.out"
 TIMEOUT_RELEASED = "claim.timeout_released"
@@ -142,3 +144,10 @@ async def release_orphaned(conn: AsyncConnection, ctx: JobContext) -> JobResult:
     )
     rows = [_row(r) for r in result]
     return JobResult(len(rows), rows)
+
+
+async def attention(conn: AsyncConnection, settings: Settings, now: datetime) -> list[Attention]:
+    """Orphaned claims waiting for the release job, for the dashboard's badges."""
+    args = {"now": now, "threshold": settings.orphan_threshold_days}
+    count = (await conn.execute(COUNT, args)).scalar_one()
+    return [Attention("orphaned claims", int(count), job="claims.release-orphaned")]

@@ -41,4 +41,5 @@ WORKFLOW = Workflow(
     outbound_events=ClaimTimeoutReleased,
     api_module="service.workflows.claims.api",
     demo_module="service.workflows.claims.demo",
+    attention=jobs.attention,
 )

@@ -1,0 +1,93 @@
+"""Schemathesis against the served OpenAPI document: no 5xx, and every change needs an admin."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.app import Runtime, serve
+from service.config import Settings
+from service.embedded import free_port
+from service.tokens import create_token
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@pytest.fixture
+async def served(settings: Settings, engine: AsyncEngine) -> AsyncIterator[str]:
+    port = free_port()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        serve(Runtime(settings.with_overrides(api_port=port), engine), {"api"}, stop)
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    async def up() -> bool:
+        try:
+            async with httpx.AsyncClient() as c:
+                return (await c.get(f"{base}/health/live")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await wait_for(up, what="API listening")
+    yield base
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+def fuzz(base: str, admin: str, viewer: str, examples: int) -> dict[str, Any]:
+    """Every operation with generated input: statuses seen, and what broke the contract."""
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+    failures: list[str] = []
+    mutating: list[str] = []
+    for result in schema.get_all_operations():
+        _check(result.ok(), base, admin, viewer, examples, failures)
+        op = result.ok()
+        if op.method.upper() in MUTATING:
+            mutating.append(op.label)
+    return {"failures": failures, "mutating": mutating}
+
+
+def _check(op: Any, base: str, admin: str, viewer: str, examples: int, failures: list[str]) -> None:
+    @hsettings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=op.as_strategy())
+    def check(case: Any) -> None:
+        response = case.call(base_url=base, headers={"Authorization": f"Bearer {admin}"})
+        if response.status_code >= 500:
+            failures.append(f"{op.label}: {response.status_code} {response.text[:200]}")
+        if op.method.upper() in MUTATING:
+            anonymous = case.call(base_url=base, headers={"Authorization": ""})
+            if anonymous.status_code != 401:
+                failures.append(f"{op.label}: {anonymous.status_code} without a token")
+            looker = case.call(base_url=base, headers={"Authorization": f"Bearer {viewer}"})
+            if looker.status_code != 403:
+                failures.append(f"{op.label}: {looker.status_code} for a viewer")
+
+    check()
+
+
+async def test_no_request_gets_a_5xx_and_changes_need_an_admin(
+    served: str, engine: AsyncEngine
+) -> None:
+    admin = await create_token(engine, "fuzz-admin", "admin")
+    viewer = await create_token(engine, "fuzz-viewer", "viewer")
+    outcome = await asyncio.to_thread(fuzz, served, admin, viewer, 25)
+    assert outcome["failures"] == [], "\n".join(outcome["failures"])
+    assert "POST /api/claims/release-orphaned" in outcome["mutating"]
+    assert "POST /api/dlq/{dead_letter_id}/replay" in outcome["mutating"]

@@ -10,11 +10,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas import claims, notifications
+from schemas import claims, jobs, notifications
 from schemas.envelope import CloudEvent
 
 #: The modules whose CloudEvent subclasses make up the catalogue.
-MODULES: tuple[ModuleType, ...] = (claims, notifications)
+MODULES: tuple[ModuleType, ...] = (claims, jobs, notifications)
 
 
 def event_type(cls: type[CloudEvent]) -> str:

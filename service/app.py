@@ -1,4 +1,4 @@
-"""Composition root: builds the engine, worker, relay and API from Settings.
+"""Composition root: builds the engine, worker, clock, relay and API from Settings.
 
 Nothing is created at import time; tests build their own ``Runtime`` with their
 own settings.
@@ -12,23 +12,29 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.jobs import JOBS_TICKS_TOPIC
 from service.config import Settings
 from service.db.migrate import ensure_at_head
 from service.db.session import create_engine
-from service.engine.jobs import RunOutcome, find_job, run_job
+from service.engine import jobs_workflow
+from service.engine.clock import Clock
+from service.engine.executor import JobExecutor
+from service.engine.jobs import RunOutcome, configure_jobs, find_job
 from service.engine.kafka import KafkaPublisher, ensure_topics
 from service.engine.outbox import Relay
+from service.engine.runner import run_inline
 from service.engine.worker import Worker
-from service.engine.workflow import Job, JobContext, Workflow
+from service.engine.workflow import Job, Workflow
 from service.workflows import installed_workflows
 
 log = logging.getLogger("jobstream.app")
 
-ROLES = ("worker", "relay", "api")
+ROLES = ("worker", "clock", "relay", "api")
 
 
 @dataclass
@@ -38,11 +44,17 @@ class Runtime:
     workflows: list[Workflow] = field(default_factory=installed_workflows)
 
     @property
+    def all_workflows(self) -> list[Workflow]:
+        """The engine's own (ticks, job commands, maintenance jobs) and the domain ones."""
+        return [jobs_workflow.WORKFLOW, *self.workflows]
+
+    @cached_property
     def jobs(self) -> list[Job]:
-        return [job for wf in self.workflows for job in wf.jobs]
+        """Every job with the deployment's overrides applied; raises ConfigError if bad."""
+        return configure_jobs((j for wf in self.all_workflows for j in wf.jobs), self.settings)
 
     def outbound_topics(self) -> list[str]:
-        return [self.settings.topic(t) for wf in self.workflows for t in wf.outbound_topics]
+        return [self.settings.topic(t) for wf in self.all_workflows for t in wf.outbound_topics]
 
     async def run_job(
         self,
@@ -53,18 +65,26 @@ class Runtime:
         actor: str | None = None,
         trigger: str = "manual",
         now: datetime | None = None,
+        scope: str | None = None,
     ) -> RunOutcome:
-        """Run a job by name with validated parameters (manual trigger by default)."""
+        """Run a job here by name with validated parameters (manual trigger by default).
+
+        ``now`` is the slot (default: this moment). The run takes the job's lock and
+        is recorded in job_runs like any other; pydantic's ValidationError names a
+        bad parameter.
+        """
         job = find_job(self.jobs, name)
-        ctx = JobContext(
-            now=now or datetime.now(UTC),
-            trigger=trigger,  # type: ignore[arg-type]
+        return await run_inline(
+            self.engine,
+            job,
+            self.settings,
+            slot=now or datetime.now(UTC),
+            trigger=trigger,
             actor=actor,
             params=job.params.model_validate(params or {}),
             dry_run=dry_run,
-            settings=self.settings,
+            scope=scope,
         )
-        return await run_job(self.engine, job, ctx)
 
 
 @contextlib.asynccontextmanager
@@ -73,7 +93,9 @@ async def runtime(settings: Settings, *, check_schema: bool = True) -> AsyncIter
     try:
         if check_schema:
             await ensure_at_head(engine)
-        yield Runtime(settings, engine)
+        rt = Runtime(settings, engine)
+        _ = rt.jobs  # a bad schedule override stops the start here, naming the job
+        yield rt
     finally:
         await engine.dispose()
 
@@ -83,15 +105,22 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
     settings = rt.settings
     tasks: list[asyncio.Task[None]] = []
     worker: Worker | None = None
-    publisher: KafkaPublisher | None = None
+    publishers: list[KafkaPublisher] = []
     server: Any = None
     try:
         if "worker" in roles:
-            worker = Worker(settings, rt.engine, rt.workflows)
+            worker = Worker(settings, rt.engine, rt.all_workflows)
             await worker.start()
+            executor = JobExecutor(rt.engine, rt.jobs, settings)
+            tasks.append(asyncio.create_task(executor.run(stop)))
+        if "clock" in roles:
+            await ensure_topics(settings, [settings.topic(JOBS_TICKS_TOPIC)])
+            publishers.append(ticks := KafkaPublisher(settings))
+            await ticks.start()
+            tasks.append(asyncio.create_task(Clock(rt.engine, rt.jobs, settings, ticks).run(stop)))
         if "relay" in roles:
             await ensure_topics(settings, rt.outbound_topics())
-            publisher = KafkaPublisher(settings)
+            publishers.append(publisher := KafkaPublisher(settings))
             await publisher.start()
             tasks.append(asyncio.create_task(Relay(rt.engine, publisher, settings).run(stop)))
         if "api" in roles:
@@ -124,5 +153,5 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         if worker is not None:
             await worker.stop()
-        if publisher is not None:
-            await publisher.stop()
+        for pub in publishers:
+            await pub.stop()

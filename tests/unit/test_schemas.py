@@ -33,6 +33,8 @@ EXPECTED_TYPES = {
     "claim.review_released",
     "claim.timeout_released",
     "notification.requested",
+    "job.tick",
+    "job.retry_requested",
 }
 
 

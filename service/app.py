@@ -37,6 +37,13 @@ log = logging.getLogger("jobstream.app")
 ROLES = ("worker", "clock", "relay", "api")
 
 
+def configured_jobs(settings: Settings, workflows: list[Workflow] | None = None) -> list[Job]:
+    """The engine's jobs and the workflows' (default: installed), overrides applied."""
+    domain = installed_workflows() if workflows is None else workflows
+    declared = (j for wf in (jobs_workflow.WORKFLOW, *domain) for j in wf.jobs)
+    return configure_jobs(declared, settings)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -51,7 +58,7 @@ class Runtime:
     @cached_property
     def jobs(self) -> list[Job]:
         """Every job with the deployment's overrides applied; raises ConfigError if bad."""
-        return configure_jobs((j for wf in self.all_workflows for j in wf.jobs), self.settings)
+        return configured_jobs(self.settings, self.workflows)
 
     def outbound_topics(self) -> list[str]:
         return [self.settings.topic(t) for wf in self.all_workflows for t in wf.outbound_topics]
@@ -66,6 +73,7 @@ class Runtime:
         trigger: str = "manual",
         now: datetime | None = None,
         scope: str | None = None,
+        timezone: str | None = None,
     ) -> RunOutcome:
         """Run a job here by name with validated parameters (manual trigger by default).
 
@@ -84,6 +92,7 @@ class Runtime:
             params=job.params.model_validate(params or {}),
             dry_run=dry_run,
             scope=scope,
+            timezone=timezone,
         )
 
 

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from service.api import jobs
 from service.db.migrate import current_revision, head_revision
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def create_api(rt: Runtime) -> FastAPI:
             status_code=200 if ok else 503,
         )
 
+    api.include_router(jobs.router(rt), prefix="/api", tags=["jobs"])
     for wf in rt.workflows:
         router = wf.api_router(rt)
         if router is not None:

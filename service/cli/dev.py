@@ -49,7 +49,7 @@ async def _serve(s: Settings, demo: bool) -> None:
         token = None
         if demo:
             token = await create_token(rt.engine, "demo-admin", "admin")
-        task = asyncio.create_task(serve(rt, {"worker", "relay", "api"}, stop))
+        task = asyncio.create_task(serve(rt, {"worker", "clock", "relay", "api"}, stop))
         if demo:
             from service.demo import publish_demo
 

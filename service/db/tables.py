@@ -109,7 +109,7 @@ job_runs = sa.Table(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'skipped', 'missed')",
         name="status",
     ),
-    sa.Index("ix_job_runs_job_created", "job", "created_at"),
+    sa.Index("ix_job_runs_job_slot", "job", "slot"),  # history and last run, newest first
     sa.Index(
         "ix_job_runs_queued", "not_before", "id", postgresql_where=sa.text("status = 'queued'")
     ),

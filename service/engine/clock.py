@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -228,6 +228,7 @@ class Clock:
             f"missed: the clock was not running at the slot and it is older than the "
             f"catch-up window ({w.job.catchup_window_s:g} s)"
         )
+        recorded = datetime.now(UTC)
         rows = [
             {
                 "job": w.job.name,
@@ -237,7 +238,7 @@ class Clock:
                 "trigger": "scheduled",
                 "status": "missed",
                 "error": error,
-                "finished_at": sa.func.now(),
+                "finished_at": recorded,
             }
             for slot in missed
         ]

@@ -22,6 +22,7 @@ from schemas.jobs import JOBS_COMMANDS_TOPIC, JobRetryRequested, JobRetryRequest
 from service.config import Settings
 from service.db.tables import job_pauses, job_runs
 from service.engine import records, topics
+from service.engine.joblocks import hand_over
 from service.engine.jobs import retry_delays
 from service.engine.metrics import JOB_RUNS
 from service.engine.retry import ErrorClass, RetryDecision, decide
@@ -113,6 +114,7 @@ async def record_failure(
     )
     if marked.first() is None:
         return "lost"
+    await hand_over(conn, run.job, run.scope)  # a stalled run's lock is already free
     facts = _facts(run, error)
 
     def logged(event_type: str, metadata: dict[str, Any]) -> dict[str, Any]:

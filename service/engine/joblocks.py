@@ -12,9 +12,12 @@ import hashlib
 import logging
 import os
 import socket
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.db.tables import job_runs
 
 log = logging.getLogger("jobstream.jobs")
 
@@ -56,20 +59,63 @@ async def wait_lock(conn: AsyncConnection, job: str, scope: str) -> None:
 
 
 async def release(conn: AsyncConnection, job: str, scope: str, locked: bool) -> None:
-    """Unlock and return the connection; a broken one is discarded (which unlocks too).
+    """Unlock, let the schedule's next queued run go, and return the connection.
 
-    A pooled connection keeps session locks, so one that cannot unlock is never reused.
+    Handing over *after* unlocking closes a race: a claim that found the lock still
+    held just before is put back to wait, and this update (waiting for that claim's
+    row lock) makes it due again at once. A broken connection is discarded instead,
+    which unlocks too; a pooled connection would keep its session locks.
     """
     try:
         if locked and not conn.invalidated:
             await conn.rollback()
             await conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"), _keys(job, scope))
+            await hand_over(conn, job, scope)
             await conn.commit()
     except Exception:
         log.warning("could not unlock; discarding the connection", extra={"action": "unlock"})
         await conn.invalidate()
     finally:
         await conn.close()
+
+
+async def overlaps(conn: AsyncConnection, job: str, scope: str, slot: datetime) -> bool:
+    """Whether the run holding the lock was already running at ``slot``.
+
+    Only then is ``slot`` a run *beside* it, which overlap ``skip`` skips. A caught-up
+    or backfilled slot from before that run started waits its turn instead, so a
+    burst of late slots runs one after another rather than one of them at all.
+    """
+    started = (
+        await conn.execute(
+            sa.select(sa.func.min(job_runs.c.started_at)).where(
+                job_runs.c.job == job, job_runs.c.scope == scope, job_runs.c.status == "running"
+            )
+        )
+    ).scalar()
+    return started is not None and started <= slot
+
+
+async def hand_over(conn: AsyncConnection, job: str, scope: str) -> None:
+    """The schedule's next queued run (its head: runs start in slot order) may go now.
+
+    No condition on ``not_before`` on purpose: a claim that is putting that run back
+    at this very moment holds its row lock, and only a row that matches without
+    looking at ``not_before`` makes this update wait for it and then undo the wait.
+    """
+    head = (
+        sa.select(job_runs.c.id)
+        .where(job_runs.c.job == job, job_runs.c.scope == scope, job_runs.c.status == "queued")
+        .order_by(job_runs.c.slot)
+        .limit(1)
+        .scalar_subquery()
+    )
+    await conn.execute(
+        job_runs.update()
+        .where(job_runs.c.id == head, job_runs.c.status == "queued")
+        .values(not_before=sa.func.least(job_runs.c.not_before, sa.func.now()))
+    )
+    await notify(conn)
 
 
 async def notify(conn: AsyncConnection) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service.config import Settings
 from service.db.tables import job_runs
 from service.engine import failures
-from service.engine.joblocks import WORKER, notify, release, try_lock, wait_lock
+from service.engine.joblocks import WORKER, overlaps, release, try_lock, wait_lock
 from service.engine.jobs import RunOutcome
 from service.engine.metrics import JOB_RUNS, JOB_SECONDS
 from service.engine.retry import ErrorClass, classify
@@ -131,7 +131,6 @@ async def _run_and_succeed(
         )
         if done.first() is None:
             raise LostRun(f"run {run.id} was recovered as stalled while it ran")
-        await notify(conn)
     return result
 
 
@@ -265,7 +264,9 @@ async def run_inline(
     locked = False
     try:
         locked = await try_lock(conn, job.name, scope or "")
-        if not locked and job.overlap == "skip":
+        beside = not locked and await overlaps(conn, job.name, scope or "", slot)
+        await conn.commit()
+        if beside and job.overlap == "skip":
             skipped = await _insert_run(conn, job, {**values, "error": OVERLAP}, "skipped")
             await conn.commit()
             if skipped is None:

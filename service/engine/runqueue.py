@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db.tables import job_runs
-from service.engine.joblocks import LOCK_HELD_SQL, notify, try_lock
+from service.engine.joblocks import LOCK_HELD_SQL, notify, overlaps, try_lock
 from service.engine.metrics import JOB_RUNS
 from service.engine.runner import OVERLAP, RUN_COLUMNS, Run, start
 from service.engine.workflow import Job
@@ -84,9 +84,21 @@ async def requeue(conn: AsyncConnection, run_id: int, attempt: int) -> bool:
     return row is not None
 
 
+_earlier = job_runs.alias("earlier")
+#: The oldest due run that is first in line for its schedule: runs of one (job,
+#: scope) start in slot order, whatever order they were queued in.
 _DUE = (
     sa.select(*RUN_COLUMNS)
-    .where(job_runs.c.status == "queued", job_runs.c.not_before <= sa.func.now())
+    .where(
+        job_runs.c.status == "queued",
+        job_runs.c.not_before <= sa.func.now(),
+        ~sa.exists().where(
+            _earlier.c.job == job_runs.c.job,
+            _earlier.c.scope == job_runs.c.scope,
+            _earlier.c.status == "queued",
+            _earlier.c.slot < job_runs.c.slot,
+        ),
+    )
     .order_by(job_runs.c.not_before, job_runs.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)
@@ -106,8 +118,9 @@ async def claim(conn: AsyncConnection, jobs: dict[str, Job], requeue_after_s: fl
     """Take the oldest due queued run, in the caller's transaction.
 
     If its job's lock is free, take the lock (session-level: it outlives the
-    transaction) and mark it ``running``. Otherwise apply the overlap policy: ``skip``
-    records it as skipped, ``queue`` puts it back to try again after a while.
+    transaction) and mark it ``running``. Otherwise the overlap policy: ``skip``
+    records the slot as skipped if it came due while the other run was running;
+    else it waits (``hand_over`` releases it when that run finishes).
     """
     row = (await conn.execute(_DUE)).first()
     if row is None:
@@ -121,7 +134,7 @@ async def claim(conn: AsyncConnection, jobs: dict[str, Job], requeue_after_s: fl
         return Claim(found=True)
     if await try_lock(conn, job.name, queued.scope):
         return Claim(found=True, run=await start(conn, queued.id, job), job=job)
-    if job.overlap == "skip":
+    if job.overlap == "skip" and await overlaps(conn, job.name, queued.scope, queued.slot):
         await conn.execute(done.values(status="skipped", error=OVERLAP, finished_at=sa.func.now()))
         JOB_RUNS.labels(job=job.name, status="skipped").inc()
     else:

@@ -43,6 +43,8 @@ def upgrade() -> None:
         "job_runs",
         "status IN ('queued', 'running', 'succeeded', 'failed', 'skipped', 'missed')",
     )
+    op.drop_index("ix_job_runs_job_created", table_name="job_runs")
+    op.create_index("ix_job_runs_job_slot", "job_runs", ["job", "slot"], unique=False)
     op.create_index(
         "ix_job_runs_queued",
         "job_runs",
@@ -91,6 +93,8 @@ def downgrade() -> None:
     op.drop_index(
         "ix_job_runs_queued", table_name="job_runs", postgresql_where=sa.text("status = 'queued'")
     )
+    op.drop_index("ix_job_runs_job_slot", table_name="job_runs")
+    op.create_index("ix_job_runs_job_created", "job_runs", ["job", "created_at"], unique=False)
     op.drop_constraint(op.f("ck_job_runs_status"), "job_runs", type_="check")
     op.drop_constraint("uq_job_runs_job_scope_slot", "job_runs", type_="unique")
     # Collapsing scopes back into one row per (job, slot) would lose runs: keep the

@@ -21,7 +21,7 @@ from schemas.jobs import JOBS_TICKS_TOPIC
 from service.config import Settings
 from service.db.migrate import ensure_at_head
 from service.db.session import create_engine
-from service.engine import jobs_workflow
+from service.engine import job_admin, jobs_workflow
 from service.engine.clock import Clock
 from service.engine.executor import JobExecutor
 from service.engine.jobs import RunOutcome, configure_jobs, find_job
@@ -79,9 +79,11 @@ class Runtime:
 
         ``now`` is the slot (default: this moment). The run takes the job's lock and
         is recorded in job_runs like any other; pydantic's ValidationError names a
-        bad parameter.
+        bad parameter, JobInputError a scope the job does not have.
         """
         job = find_job(self.jobs, name)
+        if timezone is None and (scope or job.scopes):
+            timezone = await job_admin.scope_timezone(self.engine, job, scope)
         return await run_inline(
             self.engine,
             job,

@@ -75,7 +75,7 @@ def _params(job: Job, params: dict[str, Any]) -> Any:
         ) from None
 
 
-def _backfill_error(exc: job_admin.BackfillError) -> RequestValidationError:
+def _input_error(exc: job_admin.JobInputError) -> RequestValidationError:
     return RequestValidationError(
         [{"type": "value_error", "loc": ("body", exc.field), "msg": str(exc), "input": None}]
     )
@@ -84,9 +84,16 @@ def _backfill_error(exc: job_admin.BackfillError) -> RequestValidationError:
 async def _run(rt: Runtime, job: Job, body: RunRequest, actor: str) -> dict[str, Any]:
     """Run now; 409 if another run holds the job's lock or the slot ran, 500 if it failed."""
     params = _params(job, body.params)
-    outcome = await rt.run_job(
-        job.name, params=params.model_dump(), dry_run=body.dry_run, actor=actor, scope=body.scope
-    )
+    try:
+        outcome = await rt.run_job(
+            job.name,
+            params=params.model_dump(),
+            dry_run=body.dry_run,
+            actor=actor,
+            scope=body.scope,
+        )
+    except job_admin.JobInputError as exc:
+        raise _input_error(exc) from None
     answer = {
         "run_id": outcome.run_id,
         "status": outcome.status,
@@ -156,8 +163,8 @@ def router(rt: Runtime) -> APIRouter:
             slots = job_admin.backfill_slots(
                 job, body.start, body.end, datetime.now(UTC), rt.settings.backfill_max_slots, tz
             )
-        except job_admin.BackfillError as exc:
-            raise _backfill_error(exc) from None
+        except job_admin.JobInputError as exc:
+            raise _input_error(exc) from None
         queued: list[int] = []
         if not body.dry_run:
             queued = await job_admin.queue_backfill(

@@ -24,7 +24,7 @@ T = TypeVar("T")
 def with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
     """Run ``action`` against the configured database, turning known errors into exits."""
     from service.app import runtime
-    from service.engine.job_admin import BackfillError
+    from service.engine.job_admin import JobInputError
     from service.engine.jobs import JobNotFound
 
     s = settings()
@@ -36,7 +36,7 @@ def with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
                 return await action(rt)
             except JobNotFound as exc:
                 fail(str(exc))
-            except BackfillError as exc:
+            except JobInputError as exc:
                 fail(f"--{exc.field}: {exc}")
 
     return run(main())

@@ -19,8 +19,8 @@ from service.engine.schedule import Schedule
 from service.engine.workflow import Job
 
 
-class BackfillError(ValueError):
-    """A backfill range that cannot be run; ``field`` is ``from`` or ``to``."""
+class JobInputError(ValueError):
+    """A request naming a range or scope that cannot be run; ``field`` says which."""
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
@@ -186,14 +186,14 @@ def backfill_slots(
 ) -> list[datetime]:
     """The slots of a past range, checked: ``from`` before ``to``, ``to`` not in the future."""
     if end < start:
-        raise BackfillError("to", f"{end.isoformat()} is before from ({start.isoformat()})")
+        raise JobInputError("to", f"{end.isoformat()} is before from ({start.isoformat()})")
     if end > now:
-        raise BackfillError("to", f"{end.isoformat()} is in the future: backfill runs past slots")
+        raise JobInputError("to", f"{end.isoformat()} is in the future: backfill runs past slots")
     slots = []
     for slot in Schedule(job.cron, timezone).between(start, end):
         slots.append(slot)
         if len(slots) > max_slots:
-            raise BackfillError(
+            raise JobInputError(
                 "to",
                 f"from..to holds more than {max_slots} slots of {job.cron!r}: "
                 "narrow the range (or raise backfill_max_slots)",
@@ -205,10 +205,10 @@ async def scope_timezone(engine: AsyncEngine, job: Job, scope: str | None) -> st
     """The timezone a run of ``job`` (for ``scope``) uses; a scoped job needs a known scope."""
     if job.scopes is None:
         if scope:
-            raise BackfillError("scope", f"{job.name} has no scopes; leave scope out")
+            raise JobInputError("scope", f"{job.name} has no scopes; leave scope out")
         return job.timezone
     if not scope:
-        raise BackfillError("scope", f"{job.name} runs per scope: name one")
+        raise JobInputError("scope", f"{job.name} runs per scope: name one")
     async with engine.connect() as conn:
         tz = (
             await conn.execute(
@@ -218,7 +218,7 @@ async def scope_timezone(engine: AsyncEngine, job: Job, scope: str | None) -> st
             )
         ).scalar()
     if tz is None:
-        raise BackfillError("scope", f"{job.name} has no scope {scope!r} (yet)")
+        raise JobInputError("scope", f"{job.name} has no scope {scope!r} (yet)")
     return str(tz)
 
 

@@ -178,7 +178,8 @@ async def execute(
         expired = timer.expired()
         if expired:  # the connection was interrupted mid-statement: never reuse it
             await conn.invalidate()
-        error = f"timed out after {job.timeout_s:g} s" if expired else describe(exc)
+        timed_out = expired or _statement_timeout(exc)
+        error = f"timed out after {job.timeout_s:g} s" if timed_out else describe(exc)
         error_class = classify(exc, non_retryable=(ValidationError,))
         elapsed = time.perf_counter() - started
         JOB_SECONDS.labels(job=job.name).observe(elapsed)
@@ -205,6 +206,11 @@ async def execute(
         extra={"action": "job_succeeded", "job": job.name, "affected": result.affected},
     )
     return RunOutcome(run.id, "succeeded", result)
+
+
+def _statement_timeout(exc: BaseException) -> bool:
+    """PostgreSQL cancelled the statement at ``statement_timeout`` (SQLSTATE 57014)."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "57014"
 
 
 def describe(exc: BaseException) -> str:

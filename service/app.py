@@ -119,11 +119,6 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
     publishers: list[KafkaPublisher] = []
     server: Any = None
     try:
-        if "worker" in roles:
-            worker = Worker(settings, rt.engine, rt.all_workflows)
-            await worker.start()
-            executor = JobExecutor(rt.engine, rt.jobs, settings)
-            tasks.append(asyncio.create_task(executor.run(stop)))
         if "clock" in roles:
             await ensure_topics(settings, [settings.topic(JOBS_TICKS_TOPIC)])
             publishers.append(ticks := KafkaPublisher(settings))
@@ -156,6 +151,13 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
             # The process owns signals (stop event); uvicorn must not capture them.
             server.capture_signals = contextlib.nullcontext
             tasks.append(asyncio.create_task(server.serve()))
+        # Last: joining the consumer group can take a while (long on the embedded
+        # broker), and nothing above waits for it.
+        if "worker" in roles:
+            executor = JobExecutor(rt.engine, rt.jobs, settings)
+            tasks.append(asyncio.create_task(executor.run(stop)))
+            worker = Worker(settings, rt.engine, rt.all_workflows)
+            await worker.start()
         log.info("running", extra={"action": "serve", "roles": sorted(roles)})
         await stop.wait()
     finally:

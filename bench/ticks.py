@@ -37,6 +37,7 @@ WARM_SLOT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 async def noop(conn: AsyncConnection, ctx: JobContext) -> JobResult:
+    """The benchmark's job: one round trip, so job start is what is measured."""
     await conn.execute(sa.text("SELECT 1"))
     return JobResult(0)
 
@@ -45,6 +46,7 @@ JOB = Job("bench.every-second", "* * * * * *", run=noop, description="bench", ca
 
 
 def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
@@ -133,6 +135,7 @@ async def _run(settings: Settings, slots: int) -> dict[str, list[float]]:
 
 
 def main(settings: Settings, slots: int) -> None:
+    """Measure ``slots`` per-second slots and print p50, p99 and max lateness."""
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # rebalance chatter while joining
     with bench_stack(settings, broker=True) as s:
         figures = asyncio.run(_run(s, slots))

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 
 class RunRequest(BaseModel):
+    """Run a job now, with these parameters (or preview it with ``dry_run``)."""
+
     model_config = ConfigDict(extra="forbid")
 
     params: dict[str, Any] = Field(default_factory=dict, description="the job's parameters")
@@ -33,6 +35,8 @@ class RunRequest(BaseModel):
 
 
 class RunResponse(BaseModel):
+    """The run's id and outcome, and the rows it changed (or would change)."""
+
     run_id: int | None
     status: str
     dry_run: bool
@@ -42,12 +46,16 @@ class RunResponse(BaseModel):
 
 
 class PauseRequest(BaseModel):
+    """Why the job is paused (recorded with the admin)."""
+
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=500)
 
 
 class BackfillRequest(BaseModel):
+    """Queue one run per slot in [from, to] (times with an offset)."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     start: AwareDatetime = Field(alias="from", description="first slot time (with offset)")
@@ -58,6 +66,8 @@ class BackfillRequest(BaseModel):
 
 
 class BackfillResponse(BaseModel):
+    """The slots of the range and the ids of the runs queued (none for a dry run)."""
+
     job: str
     dry_run: bool
     slots: list[datetime]
@@ -110,6 +120,7 @@ async def _run(rt: Runtime, job: Job, body: RunRequest, actor: str) -> dict[str,
 
 
 def router(rt: Runtime) -> APIRouter:
+    """The /jobs routes over ``rt``."""
     r = APIRouter()
 
     def job_named(name: str) -> Job:
@@ -120,6 +131,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @r.get("/jobs")
     async def jobs(_: Viewer) -> list[dict[str, Any]]:
+        """Every job: schedule, next run (its timezone), last run, pause."""
         views = await job_admin.overview(rt.engine, rt.jobs, datetime.now(UTC))
         return [v.as_dict() for v in views]
 
@@ -130,11 +142,13 @@ def router(rt: Runtime) -> APIRouter:
         limit: int = Query(50, ge=1, le=1000),
         status: str | None = Query(None, pattern=f"^({'|'.join(JOB_STATUSES)})$"),
     ) -> list[dict[str, Any]]:
+        """The job's runs, newest slot first."""
         job_named(name)
         return await job_admin.history(rt.engine, name, limit, status)
 
     @r.post("/jobs/{name}/run", response_model=RunResponse)
     async def run(principal: Admin, name: str, body: RunRequest | None = None) -> dict[str, Any]:
+        """Run the job now as this admin (trigger=manual) and return what changed."""
         body = body or RunRequest()
         job = job_named(name)
         return await _run(rt, job, body, principal.actor)
@@ -143,6 +157,7 @@ def router(rt: Runtime) -> APIRouter:
     async def pause(
         principal: Admin, name: str, body: PauseRequest | None = None
     ) -> dict[str, Any]:
+        """Stop scheduling the job; queued runs still run."""
         job_named(name)
         reason = body.reason if body else None
         changed = await job_admin.pause(rt.engine, name, principal.actor, reason)
@@ -150,12 +165,14 @@ def router(rt: Runtime) -> APIRouter:
 
     @r.post("/jobs/{name}/resume")
     async def resume(principal: Admin, name: str) -> dict[str, Any]:
+        """Schedule the job again from now on."""
         job_named(name)
         changed = await job_admin.resume(rt.engine, name, principal.actor, datetime.now(UTC))
         return {"job": name, "paused": False, "changed": changed}
 
     @r.post("/jobs/{name}/backfill", response_model=BackfillResponse)
     async def backfill(principal: Admin, name: str, body: BackfillRequest) -> dict[str, Any]:
+        """Queue each slot of a past range once (trigger=backfill) for the workers."""
         job = job_named(name)
         params = _params(job, body.params).model_dump(mode="json")
         try:

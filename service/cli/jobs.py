@@ -43,6 +43,7 @@ def with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
 
 
 def job_named(rt: Runtime, name: str) -> Job:
+    """The configured job called ``name`` (JobNotFound exits with the known names)."""
     from service.engine.jobs import find_job
 
     return find_job(rt.jobs, name)
@@ -67,6 +68,7 @@ def parse_time(value: str, flag: str, tz: str) -> datetime:
 
 
 def bad_params(name: str, exc: ValidationError) -> None:
+    """Exit naming each bad parameter as the flag the user typed."""
     problems = "; ".join(
         f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']} (got {e.get('input')!r})"
         for e in exc.errors()

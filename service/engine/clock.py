@@ -44,6 +44,8 @@ Message = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
 
 
 class TickPublisher(Protocol):
+    """Sends messages in order and returns once the broker acked all of them."""
+
     async def send_many(self, messages: Iterable[Message]) -> None: ...
 
 
@@ -65,6 +67,7 @@ class Wanted:
 
 
 def tick(settings: Settings, wanted: Wanted, slot: datetime) -> JobTick:
+    """The tick of one slot; its id is derived from schedule and slot, so repeats dedupe."""
     return JobTick(
         id=derived_id("tick", wanted.job.name, wanted.scope, slot.isoformat()),
         source=settings.source,
@@ -90,6 +93,8 @@ def simulate(
 
 
 class Clock:
+    """Emits the due slots of every enabled, unpaused schedule; see the module docstring."""
+
     def __init__(
         self,
         engine: AsyncEngine,

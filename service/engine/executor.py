@@ -30,6 +30,8 @@ STALLED = "stalled: its runner died or hung past the timeout"
 
 
 class JobExecutor:
+    """Runs queued runs of ``jobs``, up to ``job_concurrency`` at once, in this process."""
+
     def __init__(self, engine: AsyncEngine, jobs: list[Job], settings: Settings) -> None:
         self.engine = engine
         self.jobs = {job.name: job for job in jobs}

@@ -29,6 +29,8 @@ class JobInputError(ValueError):
 
 @dataclass(frozen=True)
 class JobView:
+    """A job as the list shows it: its declaration, pause, next and last run."""
+
     job: Job
     paused: dict[str, Any] | None
     next_run: datetime | None
@@ -79,6 +81,7 @@ _LATEST = sa.text(
 
 
 def run_dict(row: Any) -> dict[str, Any]:
+    """A job_runs row as JSON-ready fields (times in ISO 8601, no scope as None)."""
     out = {c.name: getattr(row, c.name) for c in _RUN_FIELDS}
     out["scope"] = out["scope"] or None
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in out.items()}
@@ -95,6 +98,7 @@ def next_run(job: Job, now: datetime, timezones: set[str]) -> datetime | None:
 
 
 async def overview(engine: AsyncEngine, jobs: list[Job], now: datetime) -> list[JobView]:
+    """Every job with its pause, next run after ``now`` and newest run."""
     async with engine.connect() as conn:
         pauses = {r.job: r for r in await conn.execute(sa.select(job_pauses))}
         rows = await conn.execute(_LATEST, {"names": [job.name for job in jobs]})
@@ -123,6 +127,7 @@ async def overview(engine: AsyncEngine, jobs: list[Job], now: datetime) -> list[
 async def history(
     engine: AsyncEngine, job: str, limit: int = 50, status: str | None = None
 ) -> list[dict[str, Any]]:
+    """The job's runs, newest slot first, optionally of one status."""
     query = (
         sa.select(*_RUN_FIELDS)
         .where(job_runs.c.job == job)

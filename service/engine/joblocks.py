@@ -49,6 +49,7 @@ def _keys(job: str, scope: str) -> dict[str, int]:
 
 
 async def try_lock(conn: AsyncConnection, job: str, scope: str) -> bool:
+    """Take the (job, scope) lock for this session if it is free; never waits."""
     stmt = sa.text("SELECT pg_try_advisory_lock(:ns, :key)")
     return bool((await conn.execute(stmt, _keys(job, scope))).scalar())
 

@@ -18,6 +18,8 @@ from service.errors import ConfigError
 
 
 class JobNotFound(LookupError):
+    """No job by that name; the message lists the ones there are."""
+
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
         super().__init__(f"no job named {name!r}; known jobs: {', '.join(sorted(known))}")
@@ -39,6 +41,7 @@ class RunOutcome:
 
 
 def find_job(jobs: Iterable[Job], name: str) -> Job:
+    """The job called ``name``, or JobNotFound."""
     jobs = list(jobs)
     for job in jobs:
         if job.name == name:

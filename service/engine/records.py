@@ -28,6 +28,7 @@ NAMESPACE = uuid.UUID("3d5c8a1e-7b2f-4e61-9c0d-5a4b3c2d1e0f")
 
 
 def derived_id(*parts: object) -> str:
+    """A uuid5 of the parts: the same step always gets the same event id."""
     return str(uuid.uuid5(NAMESPACE, "|".join(str(p) for p in parts)))
 
 
@@ -41,6 +42,7 @@ def log_row(
     correlation_id: str | None = None,
     occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
+    """An event_log row (``actor`` defaults to the scheduler)."""
     return {
         "occurred_at": occurred_at or datetime.now(UTC),
         "actor": actor or "scheduler",
@@ -87,6 +89,7 @@ def alert(
 async def write(
     conn: AsyncConnection, logs: list[dict[str, Any]], events: list[dict[str, Any]]
 ) -> None:
+    """Insert event-log rows and outbox rows (an outbox id seen before is skipped)."""
     if logs:
         await conn.execute(event_log.insert(), logs)
     if events:

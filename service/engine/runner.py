@@ -76,6 +76,7 @@ class LostRun(Exception):
 
 
 def running_values(job: Job) -> dict[str, Any]:
+    """Columns of a run that starts now in this backend (whose pid holds the lock)."""
     return {
         "status": "running",
         "started_at": sa.func.now(),
@@ -135,6 +136,7 @@ async def _run_and_succeed(
 
 
 def context(job: Job, run: Run, settings: Settings, params: BaseModel) -> JobContext:
+    """What the job sees: the slot as ``now``, the run's trigger, actor and scope."""
     return JobContext(
         now=run.slot,
         trigger=run.trigger,  # type: ignore[arg-type]
@@ -214,6 +216,7 @@ def _statement_timeout(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
+    """An error as stored in job_runs.error."""
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 

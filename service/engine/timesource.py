@@ -27,6 +27,8 @@ async def wait_any(*events: asyncio.Event, limit_s: float | None = None) -> None
 
 
 class TimeSource(Protocol):
+    """Where the clock reads the time and waits for it."""
+
     def now(self) -> datetime:
         """The current time, UTC."""
         ...
@@ -37,6 +39,8 @@ class TimeSource(Protocol):
 
 
 class SystemTime:
+    """The wall clock."""
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas import audit, challenges, claims, escrow, litigation, notifications, usage
+from schemas import audit, challenges, claims, escrow, jobs, litigation, notifications, usage
 from schemas.envelope import CloudEvent
 
 #: The modules whose CloudEvent subclasses make up the catalogue.
@@ -21,6 +21,7 @@ MODULES: tuple[ModuleType, ...] = (
     litigation,
     usage,
     audit,
+    jobs,
     notifications,
 )
 

@@ -1,4 +1,4 @@
-"""Composition root: builds the engine, worker, relay and API from Settings.
+"""Composition root: builds the engine, worker, clock, relay and API from Settings.
 
 Nothing is created at import time; tests build their own ``Runtime`` with their
 own settings.
@@ -12,24 +12,37 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.jobs import JOBS_TICKS_TOPIC
 from schemas.notifications import NOTIFICATIONS_TOPIC
 from service.config import Settings
 from service.db.migrate import ensure_at_head
 from service.db.session import create_engine
-from service.engine.jobs import RunOutcome, find_job, run_job
+from service.engine import job_admin, jobs_workflow
+from service.engine.clock import Clock
+from service.engine.executor import JobExecutor
+from service.engine.jobs import RunOutcome, configure_jobs, find_job
 from service.engine.kafka import KafkaPublisher, ensure_topics
 from service.engine.outbox import Relay
+from service.engine.runner import run_inline
 from service.engine.worker import Worker
-from service.engine.workflow import Job, JobContext, Workflow
+from service.engine.workflow import Job, Workflow
 from service.workflows import installed_workflows
 
 log = logging.getLogger("jobstream.app")
 
-ROLES = ("worker", "relay", "api")
+ROLES = ("worker", "clock", "relay", "api")
+
+
+def configured_jobs(settings: Settings, workflows: list[Workflow] | None = None) -> list[Job]:
+    """The engine's jobs and the workflows' (default: installed), overrides applied."""
+    domain = installed_workflows() if workflows is None else workflows
+    declared = (j for wf in (jobs_workflow.WORKFLOW, *domain) for j in wf.jobs)
+    return configure_jobs(declared, settings)
 
 
 @dataclass
@@ -39,13 +52,19 @@ class Runtime:
     workflows: list[Workflow] = field(default_factory=installed_workflows)
 
     @property
+    def all_workflows(self) -> list[Workflow]:
+        """The engine's own (ticks, job commands, maintenance jobs) and the domain ones."""
+        return [jobs_workflow.WORKFLOW, *self.workflows]
+
+    @cached_property
     def jobs(self) -> list[Job]:
-        return [job for wf in self.workflows for job in wf.jobs]
+        """Every job with the deployment's overrides applied; raises ConfigError if bad."""
+        return configured_jobs(self.settings, self.workflows)
 
     def outbound_topics(self) -> list[str]:
         """Every topic the relay publishes events to (retry and DLQ topics are the worker's)."""
-        names = {t for wf in self.workflows for t in wf.outbound_topics} | {NOTIFICATIONS_TOPIC}
-        return sorted(self.settings.topic(t) for t in names)
+        names = {t for wf in self.all_workflows for t in wf.outbound_topics}
+        return sorted(self.settings.topic(t) for t in names | {NOTIFICATIONS_TOPIC})
 
     async def run_job(
         self,
@@ -56,18 +75,30 @@ class Runtime:
         actor: str | None = None,
         trigger: str = "manual",
         now: datetime | None = None,
+        scope: str | None = None,
+        timezone: str | None = None,
     ) -> RunOutcome:
-        """Run a job by name with validated parameters (manual trigger by default)."""
+        """Run a job here by name with validated parameters (manual trigger by default).
+
+        ``now`` is the slot (default: this moment). The run takes the job's lock and
+        is recorded in job_runs like any other; pydantic's ValidationError names a
+        bad parameter, JobInputError a scope the job does not have.
+        """
         job = find_job(self.jobs, name)
-        ctx = JobContext(
-            now=now or datetime.now(UTC),
-            trigger=trigger,  # type: ignore[arg-type]
+        if timezone is None and (scope or job.scopes):
+            timezone = await job_admin.scope_timezone(self.engine, job, scope)
+        return await run_inline(
+            self.engine,
+            job,
+            self.settings,
+            slot=now or datetime.now(UTC),
+            trigger=trigger,
             actor=actor,
             params=job.params.model_validate(params or {}),
             dry_run=dry_run,
-            settings=self.settings,
+            scope=scope,
+            timezone=timezone,
         )
-        return await run_job(self.engine, job, ctx)
 
 
 @contextlib.asynccontextmanager
@@ -76,7 +107,9 @@ async def runtime(settings: Settings, *, check_schema: bool = True) -> AsyncIter
     try:
         if check_schema:
             await ensure_at_head(engine)
-        yield Runtime(settings, engine)
+        rt = Runtime(settings, engine)
+        _ = rt.jobs  # a bad schedule override stops the start here, naming the job
+        yield rt
     finally:
         await engine.dispose()
 
@@ -86,7 +119,7 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
     settings = rt.settings
     tasks: list[asyncio.Task[None]] = []
     worker: Worker | None = None
-    publisher: KafkaPublisher | None = None
+    publishers: list[KafkaPublisher] = []
     server: Any = None
     exporter: Any = None
     try:
@@ -98,12 +131,14 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
             exporter, _ = start_http_server(
                 settings.metrics_port, addr=settings.api_host, registry=REGISTRY
             )
-        if "worker" in roles:
-            worker = Worker(settings, rt.engine, rt.workflows)
-            await worker.start()
+        if "clock" in roles:
+            await ensure_topics(settings, [settings.topic(JOBS_TICKS_TOPIC)])
+            publishers.append(ticks := KafkaPublisher(settings))
+            await ticks.start()
+            tasks.append(asyncio.create_task(Clock(rt.engine, rt.jobs, settings, ticks).run(stop)))
         if "relay" in roles:
             await ensure_topics(settings, rt.outbound_topics())
-            publisher = KafkaPublisher(settings)
+            publishers.append(publisher := KafkaPublisher(settings))
             await publisher.start()
             tasks.append(asyncio.create_task(Relay(rt.engine, publisher, settings).run(stop)))
         if "api" in roles:
@@ -128,6 +163,13 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
             # The process owns signals (stop event); uvicorn must not capture them.
             server.capture_signals = contextlib.nullcontext
             tasks.append(asyncio.create_task(server.serve()))
+        # Last: joining the consumer group can take a while (long on the embedded
+        # broker), and nothing above waits for it.
+        if "worker" in roles:
+            executor = JobExecutor(rt.engine, rt.jobs, settings)
+            tasks.append(asyncio.create_task(executor.run(stop)))
+            worker = Worker(settings, rt.engine, rt.all_workflows)
+            await worker.start()
         log.info("running", extra={"action": "serve", "roles": sorted(roles)})
         await stop.wait()
     finally:
@@ -136,7 +178,7 @@ async def serve(rt: Runtime, roles: set[str], stop: asyncio.Event) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         if worker is not None:
             await worker.stop()
-        if publisher is not None:
-            await publisher.stop()
+        for pub in publishers:
+            await pub.stop()
         if exporter is not None:
             exporter.shutdown()

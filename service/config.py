@@ -6,7 +6,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,6 +23,27 @@ from pydantic_settings import (
 )
 
 from service.errors import ConfigError
+
+
+class JobOverride(BaseModel):
+    """A deployment's changes to one job's declaration; fields left out keep the code's value.
+
+    Cron expressions and timezones are checked when the service starts, with the
+    job's name in the error (see ``service.engine.jobs.configure_jobs``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str | None = Field(default=None, description="e.g. '0 4 * * *' (6 fields: seconds first)")
+    timezone: str | None = Field(default=None, description="IANA name, e.g. Europe/Berlin")
+    enabled: bool | None = None
+    catchup_window_s: float | None = Field(default=None, ge=0)
+    overlap: Literal["skip", "queue"] | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+    jitter_s: float | None = Field(default=None, ge=0)
+    pause_on_failure: bool | None = None
+    deadline_s: float | None = Field(default=None, gt=0)
+    retry_delays_s: list[float] | None = Field(default=None, description="[] means never retry")
 
 
 class Settings(BaseSettings):
@@ -77,6 +106,20 @@ class Settings(BaseSettings):
         description="serve /metrics on this port in worker, relay and clock processes",
     )
     lag_interval_s: float = Field(default=15, gt=0, description="consumer lag measuring period")
+    jobs: dict[str, JobOverride] = Field(
+        default_factory=dict,
+        description='per-job overrides: {"claims.release-orphaned": {"cron": "0 4 * * *"}}',
+    )
+    job_concurrency: int = Field(default=4, ge=1, le=100, description="runs at once per worker")
+    job_poll_s: float = Field(default=1.0, gt=0, description="executor poll besides LISTEN")
+    job_stall_check_s: float = Field(default=5.0, gt=0, description="stalled-run sweep interval")
+    job_result_rows: int = Field(default=100, ge=0, le=10_000, description="rows kept per run")
+    backfill_max_slots: int = Field(default=1000, ge=1, le=1_000_000)
+    clock_poll_s: float = Field(default=1.0, gt=0, description="longest clock sleep")
+    clock_standby_retry_s: float = Field(default=1.0, gt=0, description="standby lock retry")
+    clock_scope_refresh_s: float = Field(default=60.0, gt=0, description="re-list job scopes")
+    alerts_channel: str = Field(default="log", min_length=1, max_length=50)
+    alerts_recipient: str = Field(default="ops", min_length=1, max_length=128)
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)

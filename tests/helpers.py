@@ -144,3 +144,30 @@ async def topic_size(settings: Settings, topic: str) -> int:
         return sum(ends.values())
     finally:
         await consumer.stop()
+
+
+async def cli(settings: Settings, *args: str) -> tuple[int, str]:
+    """Run ``jobstream ARGS`` in a subprocess against the test's database and broker."""
+    import os
+    import sys
+
+    env = {
+        **os.environ,
+        "JOBSTREAM_DATABASE_URL": settings.require_database_url(),
+        "JOBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
+        "JOBSTREAM_KAFKA_IDEMPOTENT_PRODUCER": "false",
+        "JOBSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "JOBSTREAM_GROUP_ID": settings.group_id,
+        "COLUMNS": "250",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service.cli.main",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.api import jobs
 from service.engine import metrics
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def create_api(rt: Runtime) -> FastAPI:
     async def home() -> RedirectResponse:
         return RedirectResponse("/dashboard")
 
+    api.include_router(jobs.router(rt), prefix="/api", tags=["jobs"])
     for wf in rt.workflows:
         router = wf.api_router(rt)
         if router is not None:

@@ -19,3 +19,13 @@ def bench_release(
     from bench.release_orphaned import main as bench_main
 
     bench_main(settings(), claims or [100_000])
+
+
+@app.command("ticks")
+def bench_ticks(
+    slots: Annotated[int, typer.Option(min=10, help="per-second slots to measure")] = 200,
+) -> None:
+    """Lateness of tick emission and job start vs the slot (p50, p99, max)."""
+    from bench.ticks import main as bench_main
+
+    bench_main(settings(), slots)

@@ -31,6 +31,14 @@ def run_dev(s: Settings, *, demo: bool, port: int | None) -> None:
             broker = EmbeddedBroker(s.state_dir.resolve())
             updates["kafka_bootstrap_servers"] = broker.start()
             updates["kafka_idempotent_producer"] = False  # Tansu has no InitProducerId
+            # One process on a laptop: short group timeouts make the worker's many
+            # subscribers join in seconds rather than minutes.
+            for name, value in (
+                ("kafka_session_timeout_ms", 2000),
+                ("kafka_heartbeat_interval_ms", 200),
+            ):
+                if name not in s.model_fields_set:
+                    updates[name] = value
             stack.callback(broker.stop)
             console.print(f"embedded Kafka-protocol broker at {updates['kafka_bootstrap_servers']}")
         s = s.with_overrides(**updates)
@@ -49,7 +57,7 @@ async def _serve(s: Settings, demo: bool) -> None:
         token = None
         if demo:
             token = await create_token(rt.engine, "demo-admin", "admin")
-        task = asyncio.create_task(serve(rt, {"worker", "relay", "api"}, stop))
+        task = asyncio.create_task(serve(rt, {"worker", "clock", "relay", "api"}, stop))
         if demo:
             from service.demo import publish_demo
 

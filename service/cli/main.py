@@ -50,7 +50,7 @@ def _serve_roles(roles: set[str]) -> None:
 
     s = settings()
     need(s.require_database_url)
-    if roles & {"worker", "relay"}:
+    if roles & {"worker", "clock", "relay"}:
         need(s.require_kafka)
     _setup_logs(s)
 
@@ -65,8 +65,29 @@ def _serve_roles(roles: set[str]) -> None:
 
 @app.command()
 def worker() -> None:
-    """Consume domain topics, ticks, commands and retry tiers."""
+    """Consume domain topics, ticks, commands and retry tiers; run queued jobs."""
     _serve_roles({"worker"})
+
+
+@app.command()
+def clock(
+    simulate: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            metavar="FROM TO", help="print the slots that would fire in [FROM, TO], then exit"
+        ),
+    ] = None,
+    job: Annotated[str | None, typer.Option(help="with --simulate: only this job")] = None,
+) -> None:
+    """Emit schedule ticks (one active clock; others stand by), or --simulate them."""
+    if simulate is None:
+        if job is not None:
+            fail("--job goes with --simulate FROM TO")
+        _serve_roles({"clock"})
+        return
+    from service.cli.clock import print_simulation
+
+    print_simulation(settings(), *simulate, job)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Engine tables: inbox, event log, outbox, job runs, API tokens.
+"""Engine tables: inbox, event log, outbox, job runs, schedules, pauses, API tokens.
 
 SQLAlchemy Core, not ORM: jobs and batch handlers are set-based statements, and a
 table object is all they need. Workflow tables register on the same ``metadata``.
@@ -32,6 +32,7 @@ processed_messages = sa.Table(
     sa.Column("consumer", sa.Text, primary_key=True),
     sa.Column("message_id", sa.Text, primary_key=True),
     _ts("processed_at", nullable=False, server_default=NOW),
+    sa.Index("ix_processed_messages_processed_at", "processed_at"),  # for pruning
 )
 
 event_log = sa.Table(
@@ -72,25 +73,74 @@ outbox = sa.Table(
     sa.Index("ix_outbox_published_at", "published_at"),
 )
 
+#: Every run of a job: one row per (job, scope, slot), whatever triggered it.
+#: queued → running → succeeded | failed; skipped (overlap) and missed (clock down
+#: longer than the catch-up window) are final. ``failed`` with ``next_attempt_at``
+#: set means a retry is on its way through the retry tiers.
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "skipped", "missed")
+
 job_runs = sa.Table(
     "job_runs",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("job", sa.Text, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False, server_default=""),
     _ts("slot", nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
     sa.Column("trigger", sa.Text, nullable=False),
     sa.Column("actor", sa.Text),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("params", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
     _ts("created_at", nullable=False, server_default=NOW),
+    _ts("not_before", nullable=False, server_default=NOW),
     _ts("started_at"),
     _ts("finished_at"),
     sa.Column("duration_ms", sa.Integer),
     sa.Column("affected", sa.Integer),
     sa.Column("error", sa.Text),
-    sa.UniqueConstraint("job", "slot", name="uq_job_runs_job_slot"),
-    sa.Index("ix_job_runs_job_created", "job", "created_at"),
+    sa.Column("result", JSONB),
+    sa.Column("correlation_id", sa.Text),
+    #: host:pid of the process running it and the PostgreSQL backend holding its lock.
+    sa.Column("worker", sa.Text),
+    sa.Column("lock_pid", sa.Integer),
+    _ts("timeout_at"),
+    _ts("next_attempt_at"),
+    _ts("overdue_at"),
+    sa.UniqueConstraint("job", "scope", "slot", name="uq_job_runs_job_scope_slot"),
+    sa.CheckConstraint(
+        "status IN ('queued', 'running', 'succeeded', 'failed', 'skipped', 'missed')",
+        name="status",
+    ),
+    sa.Index("ix_job_runs_job_slot", "job", "slot"),  # history and last run, newest first
+    sa.Index(
+        "ix_job_runs_queued", "not_before", "id", postgresql_where=sa.text("status = 'queued'")
+    ),
+    sa.Index("ix_job_runs_running", "id", postgresql_where=sa.text("status = 'running'")),
+)
+
+#: The clock's memory: the last slot emitted (or recorded missed) per schedule, and
+#: the last slot whose deadline has been checked (so an overdue alert fires once).
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("job", sa.Text, primary_key=True),
+    sa.Column("scope", sa.Text, primary_key=True, server_default=""),
+    sa.Column("cron", sa.Text, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False),
+    _ts("last_slot", nullable=False),
+    _ts("deadline_checked"),
+    _ts("updated_at", nullable=False, server_default=NOW),
+)
+
+#: A paused job gets no ticks; its row says who paused it and why.
+job_pauses = sa.Table(
+    "job_pauses",
+    metadata,
+    sa.Column("job", sa.Text, primary_key=True),
+    _ts("paused_at", nullable=False, server_default=NOW),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
 )
 
 api_tokens = sa.Table(

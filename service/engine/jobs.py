@@ -1,115 +1,98 @@
-"""Running a job: one transaction for the job's statements and its ``job_runs`` row.
+"""Jobs as deployed: the declarations with Settings overrides applied and checked.
 
-A run is unique per (job, slot); a dry run executes the job's preview and records
-nothing.
+A bad cron expression, an unknown timezone or an override for a job that does not
+exist stops the service at start with the job's name, the field and the value.
 """
 
 from __future__ import annotations
 
-import logging
-import time
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from service.db.tables import job_runs
-from service.engine.workflow import Job, JobContext, JobResult
-
-log = logging.getLogger("jobstream.jobs")
+from service.config import Settings
+from service.engine.schedule import Schedule, ScheduleError
+from service.engine.workflow import Job, JobResult
+from service.errors import ConfigError
 
 
 class JobNotFound(LookupError):
-    def __init__(self, name: str, known: list[str]) -> None:
+    """No job by that name; the message lists the ones there are."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
         super().__init__(f"no job named {name!r}; known jobs: {', '.join(sorted(known))}")
 
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """What became of one request to run a job.
+
+    ``status``: succeeded, failed, retrying (a retry is on its way), skipped (another
+    run of the job holds its lock), duplicate (this slot already has a run),
+    dry_run (nothing was kept), or lost (the run was taken over as stalled).
+    """
+
     run_id: int | None
     status: str
     result: JobResult | None
     error: str | None = None
 
 
-def find_job(jobs: list[Job], name: str) -> Job:
+def find_job(jobs: Iterable[Job], name: str) -> Job:
+    """The job called ``name``, or JobNotFound."""
+    jobs = list(jobs)
     for job in jobs:
         if job.name == name:
             return job
     raise JobNotFound(name, [j.name for j in jobs])
 
 
-async def run_job(engine: AsyncEngine, job: Job, ctx: JobContext) -> RunOutcome:
-    """Run ``job`` for slot ``ctx.now``; a second run of the same slot does nothing."""
-    if ctx.dry_run:
-        async with engine.connect() as conn, conn.begin() as tx:
-            result = await job.run(conn, ctx)
-            await tx.rollback()
-        return RunOutcome(None, "dry_run", result)
+def _where(job: str, field: str) -> str:
+    return f'jobs."{job}".{field} (jobstream.toml [jobs."{job}"] or JOBSTREAM_JOBS)'
 
-    started = time.perf_counter()
-    async with engine.begin() as conn:
-        run_id = (
-            await conn.execute(
-                pg_insert(job_runs)
-                .values(
-                    job=job.name,
-                    slot=ctx.now,
-                    trigger=ctx.trigger,
-                    actor=ctx.actor,
-                    status="running",
-                    params=ctx.params.model_dump(mode="json"),
-                    started_at=sa.func.now(),
-                )
-                .on_conflict_do_nothing()
-                .returning(job_runs.c.id)
-            )
-        ).scalar_one_or_none()
-    if run_id is None:
-        return RunOutcome(None, "duplicate", None)
 
+def _check(job: Job) -> None:
     try:
-        async with engine.begin() as conn:
-            result = await job.run(conn, ctx)
-            await conn.execute(
-                job_runs.update()
-                .where(job_runs.c.id == run_id)
-                .values(
-                    status="succeeded",
-                    finished_at=sa.func.now(),
-                    duration_ms=int((time.perf_counter() - started) * 1000),
-                    affected=result.affected,
-                )
-            )
-    except Exception as exc:
-        await _mark_failed(engine, run_id, started, exc)
-        log.exception("job failed", extra={"action": "job_failed", "job": job.name})
-        return RunOutcome(run_id, "failed", None, repr(exc))
-    log.info(
-        "job succeeded",
-        extra={"action": "job_succeeded", "job": job.name, "affected": result.affected},
-    )
-    return RunOutcome(run_id, "succeeded", result)
+        Schedule(job.cron, "UTC")
+    except ScheduleError as exc:
+        raise ConfigError(f"job {job.name!r}: {_where(job.name, 'cron')}: {exc}") from None
+    if job.scopes is None:  # a fanned-out job takes each scope's own timezone
+        try:
+            Schedule(job.cron, job.timezone)
+        except ScheduleError as exc:
+            raise ConfigError(f"job {job.name!r}: {_where(job.name, 'timezone')}: {exc}") from None
 
 
-async def _mark_failed(
-    engine: AsyncEngine, run_id: int, started: float, exc: BaseException
-) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            job_runs.update()
-            .where(job_runs.c.id == run_id)
-            .values(
-                status="failed",
-                finished_at=sa.func.now(),
-                duration_ms=int((time.perf_counter() - started) * 1000),
-                error=repr(exc)[:2000],
-            )
+def configure_jobs(jobs: Iterable[Job], settings: Settings) -> list[Job]:
+    """Apply ``settings.jobs`` overrides to the declared jobs and check every schedule."""
+    declared = list(jobs)
+    names = [job.name for job in declared]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"job names must be unique; declared twice: {', '.join(duplicates)}")
+    unknown = sorted(set(settings.jobs) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"overrides for unknown job(s) {', '.join(map(repr, unknown))} in jobs "
+            f"(jobstream.toml or JOBSTREAM_JOBS); known jobs: {', '.join(sorted(names))}"
         )
+    configured = []
+    for job in declared:
+        override = settings.jobs.get(job.name)
+        if override is not None:
+            changes: dict[str, Any] = override.model_dump(exclude_none=True)
+            if "retry_delays_s" in changes:
+                changes["retry_delays_s"] = tuple(changes["retry_delays_s"])
+            job = dataclasses.replace(job, **changes)
+        _check(job)
+        configured.append(job)
+    return configured
 
 
-def manual_slot(now: datetime) -> datetime:
-    """A manual run's slot is the moment it was asked for."""
-    return now
+def retry_delays(job: Job, settings: Settings) -> tuple[float, ...]:
+    """The job's retry policy: its own delays, else the deployment's retry tiers."""
+    if job.retry_delays_s is not None:
+        return job.retry_delays_s
+    return tuple(settings.retry_delays_s)

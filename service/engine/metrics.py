@@ -80,7 +80,7 @@ RELAY_LATENCY = Histogram(
 # -- jobs and the clock
 JOB_RUNS = Counter(
     "jobstream_job_runs_total",
-    "Job runs by final status (succeeded, failed, skipped, missed, stalled).",
+    "Job runs by outcome (succeeded, failed, retrying, skipped, missed, stalled).",
     ["job", "status"],
     registry=REGISTRY,
 )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -19,7 +16,7 @@ from service.config import Settings
 from service.engine import dlq, topics
 from service.engine.failures import Incoming
 from service.tokens import create_token
-from tests.helpers import scalar
+from tests.helpers import cli, scalar
 
 pytestmark = pytest.mark.integration
 
@@ -139,43 +136,22 @@ async def test_api_lists_shows_replays_and_discards(
     assert actors == ["dead_letter.replayed token:alice", "dead_letter.discarded token:alice"]
 
 
-async def _cli(settings: Settings, *args: str) -> tuple[int, str]:
-    env = {
-        **os.environ,
-        "JOBSTREAM_DATABASE_URL": settings.require_database_url(),
-        "JOBSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "JOBSTREAM_GROUP_ID": settings.group_id,
-        "COLUMNS": "200",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli.main",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
-
-
 async def test_cli_replays_with_dry_run_and_names_bad_flags(
     settings: Settings, engine: AsyncEngine
 ) -> None:
     for n in range(3):
         await dlq.index(engine, dead_record(settings, n, "exhausted"))
 
-    code, out = await _cli(settings, "dlq", "list", "--error-class", "nope")
+    code, out = await cli(settings, "dlq", "list", "--error-class", "nope")
     assert code == 2 and "--error-class must be one of" in out
-    code, out = await _cli(settings, "dlq", "purge", "--older-than", "3 fortnights")
+    code, out = await cli(settings, "dlq", "purge", "--older-than", "3 fortnights")
     assert code == 2 and "--older-than" in out and "30d" in out
 
-    code, out = await _cli(settings, "dlq", "replay", "--topic", "claims.events", "--dry-run")
+    code, out = await cli(settings, "dlq", "replay", "--topic", "claims.events", "--dry-run")
     assert code == 0 and "would replay 3" in out
     assert await scalar(engine, "SELECT count(*) FROM outbox") == 0
 
-    code, out = await _cli(
+    code, out = await cli(
         settings, "dlq", "replay", "--topic", "claims.events", "--rate", "50", "--actor", "ops:kim"
     )
     assert code == 0 and "replayed 3 of 3" in out, out
@@ -183,5 +159,5 @@ async def test_cli_replays_with_dry_run_and_names_bad_flags(
     assert await scalar(engine, "SELECT count(*) FROM dead_letters WHERE status = 'replayed'") == 3
     assert await scalar(engine, "SELECT count(*) FROM event_log WHERE actor = 'ops:kim'") == 3
 
-    code, out = await _cli(settings, "dlq", "show", "1")
+    code, out = await cli(settings, "dlq", "show", "1")
     assert code == 0 and "claim.submitted" in out and "x-original-topic" in out

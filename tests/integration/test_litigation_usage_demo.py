@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
-from typer.testing import CliRunner
 
-from service.cli.main import app
 from service.config import Settings
 from service.engine.processing import Incoming, Outcome, Processor
 from service.workflows.litigation.workflow import WORKFLOW as LITIGATION
 from service.workflows.usage.workflow import WORKFLOW as USAGE
+from tests.helpers import cli
 from tests.integration.litigation_support import run
 
 pytestmark = pytest.mark.integration
@@ -62,8 +61,8 @@ async def test_demo_events_seed_tenants_and_organizations(
     assert breaches.affected == 6  # two tasks in each of the three tenants
 
 
-def test_their_jobs_are_listed() -> None:
-    result = CliRunner().invoke(app, ["jobs", "list"], env={"COLUMNS": "250"})
-    assert result.exit_code == 0, result.output
+async def test_their_jobs_are_listed(settings: Settings) -> None:
+    code, output = await cli(settings, "jobs", "list")
+    assert code == 0, output
     for job in (*LITIGATION.jobs, *USAGE.jobs):
-        assert job.name in result.output
+        assert job.name in output

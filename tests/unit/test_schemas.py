@@ -86,6 +86,8 @@ EXPECTED_TYPES = {
     "usage.limit.exceeded",
     "usage.period.closed",
     "audit.recorded",
+    "job.tick",
+    "job.retry_requested",
 }
 #: (discriminated union of a topic, an event type it must accept)
 #: (union of an inbound topic, an event type it carries), for every inbound topic.

@@ -1,4 +1,8 @@
-"""`jobstream bench`: benchmarks that print figures."""
+"""`jobstream bench`: benchmarks that print figures.
+
+Each scenario uses the configured database and broker, or starts embedded ones in
+``<state_dir>/bench``; it prints one table with the machine's cores and load.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,34 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import settings
+from service.cli.common import fail, settings
 
 app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+
+Events = Annotated[int, typer.Option(help="claim events for the fast modes (a, d)", min=100)]
+SlowEvents = Annotated[int, typer.Option(help="claim events for the slow modes (b, c)", min=100)]
+Rate = Annotated[float, typer.Option(help="offered load for the latency run, events/s", min=1)]
+Modes = Annotated[
+    list[str] | None,
+    typer.Option("--mode", help="a batch, b 1 msg/tx, c plain FastStream, d COPY (default: all)"),
+]
+
+
+@app.command("pipeline")
+def bench_pipeline(
+    events: Events = 200_000,
+    slow_events: SlowEvents = 10_000,
+    rate: Rate = 2_000,
+    mode: Modes = None,
+) -> None:
+    """Claim events end to end: jobstream batch, 1 msg/tx, plain FastStream, COPY ceiling."""
+    from bench import pipeline
+
+    modes = mode or list(pipeline.MODES)
+    if unknown := set(modes) - set(pipeline.MODES):
+        fail(f"unknown mode(s) {sorted(unknown)}; choose from {', '.join(pipeline.MODES)}")
+    plan = pipeline.Plan(events, slow_events, rate, latency_s=10, slow_latency_s=2)
+    pipeline.main(settings(), plan, modes)
 
 
 @app.command("release-orphaned")

@@ -118,7 +118,7 @@ class Worker:
         opts = self._options(handler.name)
         title = f"{handler.name}:{handler.topic}"
 
-        if handler.batch:
+        if handler.batch and self.settings.consume_batches:
 
             async def consume_batch(body: Any, message: KafkaMessage) -> None:
                 records = message.raw_message

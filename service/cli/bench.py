@@ -40,6 +40,19 @@ def bench_pipeline(
     pipeline.main(settings(), plan, modes)
 
 
+@app.command("relay")
+def bench_relay(
+    backlog: Annotated[
+        int, typer.Option(help="outbox rows in the bulk backlog", min=100)
+    ] = 200_000,
+    rate: Rate = 2_000,
+) -> None:
+    """Outbox rows published/s and commit-to-published latency: polling vs LISTEN/NOTIFY."""
+    from bench import relay
+
+    relay.main(settings(), backlog, rate)
+
+
 @app.command("release-orphaned")
 def bench_release(
     claims: Annotated[list[int] | None, typer.Option(help="claim counts to release")] = None,

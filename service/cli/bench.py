@@ -53,6 +53,17 @@ def bench_relay(
     relay.main(settings(), backlog, rate)
 
 
+@app.command("retry")
+def bench_retry(
+    messages: Annotated[int, typer.Option(help="events retried through tier 1", min=1)] = 300,
+    rate: Annotated[float, typer.Option(help="events/s published", min=1)] = 100,
+) -> None:
+    """Lateness of retry redelivery after its due time (x-due-at); never early."""
+    from bench import retry
+
+    retry.main(settings(), messages, rate)
+
+
 @app.command("release-orphaned")
 def bench_release(
     claims: Annotated[list[int] | None, typer.Option(help="claim counts to release")] = None,

@@ -40,6 +40,16 @@ def bench_pipeline(
     pipeline.main(settings(), plan, modes)
 
 
+@app.command("peers")
+def bench_peers(
+    jobs: Annotated[int, typer.Option(help="jobs per system", min=100)] = 50_000,
+) -> None:
+    """The same idempotent database job on jobstream, Celery and Procrastinate: jobs/s."""
+    from bench import peers
+
+    peers.main(settings(), jobs)
+
+
 @app.command("relay")
 def bench_relay(
     backlog: Annotated[

@@ -212,6 +212,8 @@ def table(results: list[Result], plan: Plan) -> Table:
 
 
 def main(settings: Settings, plan: Plan, modes: list[str]) -> list[Result]:
+    """Run ``modes`` (all when empty) and print the table."""
+    modes = modes or list(MODES)
     with bench_stack(settings, broker=True) as s:
         logs = Path(s.state_dir).resolve() / "bench" / "logs"
         results = asyncio.run(run(s, plan, modes, logs))

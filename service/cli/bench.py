@@ -33,11 +33,10 @@ def bench_pipeline(
     """Claim events end to end: jobstream batch, 1 msg/tx, plain FastStream, COPY ceiling."""
     from bench import pipeline
 
-    modes = mode or list(pipeline.MODES)
-    if unknown := set(modes) - set(pipeline.MODES):
+    if unknown := set(mode or ()) - set(pipeline.MODES):
         fail(f"unknown mode(s) {sorted(unknown)}; choose from {', '.join(pipeline.MODES)}")
     plan = pipeline.Plan(events, slow_events, rate, latency_s=10, slow_latency_s=2)
-    pipeline.main(settings(), plan, modes)
+    pipeline.main(settings(), plan, mode or [])
 
 
 @app.command("peers")
@@ -82,3 +81,25 @@ def bench_release(
     from bench.release_orphaned import main as bench_main
 
     bench_main(settings(), claims or [100_000])
+
+
+@app.command("all")
+def bench_all(
+    events: Events = 200_000,
+    jobs: Annotated[int, typer.Option(help="jobs per system in peers", min=100)] = 50_000,
+) -> None:
+    """Every scenario in one run, one table each (ticks too, where bench/ticks.py exists)."""
+    import importlib
+    import importlib.util
+
+    from bench import peers, pipeline, relay, release_orphaned, retry
+
+    s = settings()
+    pipeline.main(s, pipeline.Plan(events, 10_000, 2_000, latency_s=10, slow_latency_s=2), [])
+    peers.main(s, jobs)
+    release_orphaned.main(s, [100_000, 1_000_000])
+    relay.main(s, 200_000, 2_000)
+    retry.main(s, 300, 100)
+    # Hook for the ticks scenario (another branch): bench/ticks.py with main(settings).
+    if importlib.util.find_spec("bench.ticks") is not None:
+        importlib.import_module("bench.ticks").main(s)

@@ -90,8 +90,12 @@ def ms(seconds: float) -> str:
 
 
 def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
-    """The environment that gives a ``jobstream`` subprocess these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSTREAM_")}
+    """The environment that gives a ``jobstream`` subprocess these settings.
+
+    ``JOBSTREAM_*`` variables the benchmark itself was started with pass through, so
+    ``JOBSTREAM_BATCH_MAX_WAIT_MS=5 jobstream bench pipeline`` tunes the worker too.
+    """
+    env = dict(os.environ)
     env.update(
         JOBSTREAM_DATABASE_URL=settings.require_database_url(),
         JOBSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.require_kafka(),
@@ -111,10 +115,17 @@ class Process:
     """A server process under test (worker, relay, peer): started, measured, stopped.
 
     Its peak resident memory is ``VmHWM`` from ``/proc/<pid>/status``, read just
-    before it is stopped; its output goes to ``log`` so a crash can be shown.
+    before it is stopped; its output goes to ``log`` so a crash can be shown. With
+    ``BENCH_PROFILE_DIR`` set (and pyinstrument installed), a Python server process
+    runs under pyinstrument and leaves ``<log name>.txt`` there.
     """
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        profiles = os.environ.get("BENCH_PROFILE_DIR")
+        if profiles and argv[:2] == [sys.executable, "-m"]:
+            # pyinstrument writes where the time went when the process exits
+            out = Path(profiles).resolve() / f"{log.stem}.txt"
+            argv = [sys.executable, "-m", "pyinstrument", "-o", str(out), *argv[1:]]
         self.argv = argv
         self.env = env
         self.log = log

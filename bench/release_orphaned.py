@@ -82,6 +82,6 @@ def main(settings: Settings, counts: list[int]) -> list[tuple[int, float]]:
             f"{2 * released:,}",
             f"{secs / released / base:.2f}×",
         )
-    table.caption = f"in-process job; this process's peak RSS {peak_rss_mb():,.0f} MB"
+    table.caption = f"in-process job; harness peak RSS so far {peak_rss_mb():,.0f} MB"
     console.print(table)
     return results

@@ -77,19 +77,19 @@ class Watcher:
     seen: int = 0
     #: (seen at, published at) per row, wall clock
     samples: list[tuple[float, float]] = field(default_factory=list)
-    #: (seen at, rows seen so far) per poll that found rows
+    #: (polled at, rows seen so far) per poll
     progress: list[tuple[float, int]] = field(default_factory=list)
     _hw: int = 0
 
     async def poll(self) -> int:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(NEW_ROWS, {"hw": self._hw})).all()
+        at = time.time()
         if rows:
-            at = time.time()
             self._hw = rows[-1].id
             self.seen += len(rows)
             self.samples.extend((at, row.at) for row in rows)
-            self.progress.append((at, self.seen))
+        self.progress.append((at, self.seen))
         return len(rows)
 
     async def until(self, count: int, stall_s: float, alive: object = None) -> None:
@@ -104,13 +104,19 @@ class Watcher:
                 alive()
             await asyncio.sleep(self.interval_s)
 
-    def rate(self, since: int = 0) -> float:
-        """Rows per second from the first poll that saw rows past ``since`` to the last."""
-        points = [(t, n) for t, n in self.progress if n > since]
-        if len(points) < 2:
+    def rate(self) -> float:
+        """Rows per second so far, from the last poll that saw none to the first that saw all.
+
+        Starting at the last empty poll (not the first that found rows) keeps a
+        backlog committed within one poll interval from counting as infinitely fast.
+        """
+        points = self.progress
+        first = next((i for i, (_, n) in enumerate(points) if n > 0), None)
+        if first is None:
             return float("nan")
-        (t0, n0), (t1, n1) = points[0], points[-1]
-        return (n1 - n0) / (t1 - t0)
+        t0, n0 = points[first - 1] if first else points[first]
+        t1, n1 = next(p for p in points if p[1] == self.seen)
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
 
     def latencies(self, skip: int) -> list[float]:
         """Seconds from publish to commit of every row after the first ``skip``."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import socket
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from rich.table import Table
@@ -58,28 +60,38 @@ class Result:
 
 
 def _missing(system: str) -> str:
+    """Why ``system`` cannot run here (not installed, no Redis), or ``""``."""
     needs = {"celery": ("celery", "redis", "psycopg"), "procrastinate": ("procrastinate",)}
     absent = [m for m in needs.get(system, ()) if importlib.util.find_spec(m) is None]
-    return f"not installed ({', '.join(absent)}): {INSTALL}" if absent else ""
+    if absent:
+        return f"not installed ({', '.join(absent)}): {INSTALL}"
+    if system == "celery":
+        url = urlsplit(REDIS)
+        try:
+            socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), 2).close()
+        except OSError as exc:
+            return f"no Redis at {url.hostname}:{url.port} ({exc}); set BENCH_REDIS"
+    return ""
 
 
 async def _progress(engine: AsyncEngine, total: int, proc: Process) -> float:
-    """Jobs/s from the first audit row seen to the last."""
-    first: tuple[float, int] | None = None
-    last, last_change = 0, time.monotonic()
+    """Jobs/s from the last poll that saw no audit row to the first that saw them all."""
+    started = time.monotonic()
+    last, last_change = 0, started
     while last < total:
         async with engine.connect() as conn:
             done = int((await conn.execute(AUDITED)).scalar_one())
         at = time.monotonic()
+        if done == 0:
+            started = at
         if done != last:
             last, last_change = done, at
-            first = first or (at, done)
         elif at - last_change > STALL_S:
             raise AssertionError(f"only {done} of {total} jobs done; stalled")
         proc.check()
-        await asyncio.sleep(0.05)
-    assert first is not None
-    return (total - first[1]) / (time.monotonic() - first[0])
+        if last < total:
+            await asyncio.sleep(0.05)
+    return total / (time.monotonic() - started)
 
 
 async def _jobstream(s: Settings, jobs: Jobs, log: Path) -> Process:
@@ -167,10 +179,7 @@ async def run(settings: Settings, n: int, logs: Path) -> list[Result]:
             database_url=url, topic_prefix=f"bench{run_id}peers.", group_id=f"bench-{run_id}-peers"
         )
         console.print(f"[dim]peers: {system} …[/]")
-        try:
-            results.append(await _one(system, s, n, logs))
-        except OSError as exc:  # e.g. Redis not running
-            results.append(Result(system, note=f"could not run: {exc}"))
+        results.append(await _one(system, s, n, logs))
     return results
 
 

@@ -33,8 +33,15 @@ lint: $(STAMP)
 
 check: lint test
 
-bench: $(STAMP)
-	$(BIN)/jobstream bench release-orphaned --claims 100000
+# Peers (Celery, Procrastinate) are an optional extra, installed only for the benchmarks.
+BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	@rm -f $(VENV)/.bench-* && touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/jobstream bench all
 
 clean:
 	rm -rf $(VENV) .jobstream .pytest_cache .mypy_cache .ruff_cache

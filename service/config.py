@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     batch_max_wait_ms: int = Field(
         default=20, ge=0, le=60_000, description="longest wait to fill a batch"
     )
+    consume_batches: bool = Field(
+        default=True,
+        description="false: batch handlers also take one message per transaction "
+        "(for comparison and debugging)",
+    )
 
     topic_prefix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
     group_id: str = Field(default="jobstream", min_length=1, max_length=200)
@@ -93,6 +98,11 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=1000, ge=1, le=100_000)
     relay_min_poll_s: float = Field(default=0.005, gt=0)
     relay_max_poll_s: float = Field(default=0.25, gt=0)
+    relay_wakeup: Literal["poll", "notify"] = Field(
+        default="poll",
+        description="poll: adaptive polling; notify: writers pg_notify on commit and the "
+        "relay LISTENs (polling at relay_max_poll_s as a safety net)",
+    )
 
     orphan_threshold_days: int = Field(default=7, ge=1, le=3650)
     dlq_retention_days: int = Field(default=30, ge=1)

@@ -4,15 +4,23 @@ It never keeps an ``id > last_seen`` high-water mark: a row whose id was allocat
 before a slower transaction committed becomes visible late with a lower id, and
 selecting *unpublished* rows (a partial index keeps that cheap) picks it up. One
 active relay per database, by advisory lock, keeps per-key order.
+
+It wakes up by adaptive polling (``relay_wakeup="poll"``, the default: every
+``relay_min_poll_s`` while rows keep coming, backing off to ``relay_max_poll_s``
+when idle) or on a ``NOTIFY`` that the unit of work sends with each commit that
+wrote outbox rows (``"notify"``; polling at ``relay_max_poll_s`` then only covers
+writers that bypass the unit of work, such as jobs). ``jobstream bench relay``
+measures both; the README's Performance section says why polling is the default.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +32,7 @@ from service.engine import metrics
 from service.engine.faults import crash_point
 from service.engine.kafka import ensure_topics
 from service.engine.locks import AdvisoryLock
+from service.engine.uow import OUTBOX_CHANNEL
 
 log = logging.getLogger("jobstream.relay")
 
@@ -37,7 +46,8 @@ SELECT_BATCH = sa.text(
     "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT :limit"
 )
 MARK_PUBLISHED = sa.text(
-    "UPDATE outbox SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"
+    # clock_timestamp(): the moment the broker had acked them, not when the batch began
+    "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(CAST(:ids AS bigint[]))"
 )
 COUNT_BACKLOG = sa.text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
 LOCK_CHECK_S = 2.0
@@ -116,6 +126,16 @@ class Relay:
                 await self._publish_while_held(lock, stop)
 
     async def _publish_while_held(self, lock: AdvisoryLock, stop: asyncio.Event) -> None:
+        wake = asyncio.Event()  # set by a NOTIFY (notify mode) and by ``stop``
+        stopping = asyncio.create_task(_set_when(stop, wake))
+        try:
+            async with self._listening(wake):
+                await self._loop(lock, stop, wake)
+        finally:
+            stopping.cancel()
+
+    async def _loop(self, lock: AdvisoryLock, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        notify = self.settings.relay_wakeup == "notify"
         delay = self.settings.relay_min_poll_s
         checked = time.monotonic()
         while not stop.is_set():
@@ -124,6 +144,7 @@ class Relay:
                     return  # another relay may hold it now; compete for it again
                 checked = time.monotonic()
                 await self._measure_backlog()
+            wake.clear()  # a commit notified from here on is in this batch or wakes the next
             try:
                 count = await self.publish_batch()
             except Exception:
@@ -132,14 +153,34 @@ class Relay:
                 delay = self.settings.relay_max_poll_s
             if count >= self.settings.relay_batch_size:
                 continue  # a full batch: more is waiting
-            if count:
+            if notify:
+                delay = self.settings.relay_max_poll_s  # a safety net; NOTIFY wakes us sooner
+            elif count:
                 delay = self.settings.relay_min_poll_s
             else:  # adaptive: back off while idle, snap back on the next row
                 delay = min(delay * 2, self.settings.relay_max_poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+
+    @contextlib.asynccontextmanager
+    async def _listening(self, wake: asyncio.Event) -> AsyncIterator[None]:
+        """In notify mode, LISTEN on a connection of its own for as long as we publish."""
+        if self.settings.relay_wakeup != "notify":
+            yield
+            return
+        async with self.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+
+            def on_notify(*_: object) -> None:
+                wake.set()
+
+            await raw.add_listener(OUTBOX_CHANNEL, on_notify)
             try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+                yield
+            finally:
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    await raw.remove_listener(OUTBOX_CHANNEL, on_notify)
 
     async def _measure_backlog(self) -> None:
         try:
@@ -148,3 +189,8 @@ class Relay:
         except Exception:
             return
         metrics.OUTBOX_BACKLOG.set(backlog)
+
+
+async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()

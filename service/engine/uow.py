@@ -25,6 +25,10 @@ from service.db.tables import event_log, outbox, processed_messages
 if TYPE_CHECKING:
     from service.config import Settings
 
+#: The relay LISTENs here when ``Settings.relay_wakeup == "notify"``.
+OUTBOX_CHANNEL = "jobstream_outbox"
+NOTIFY_RELAY = sa.text(f"SELECT pg_notify('{OUTBOX_CHANNEL}', '')")
+
 
 @dataclass(frozen=True)
 class Cause:
@@ -184,6 +188,8 @@ class UnitOfWork:
             stmt = pg_insert(outbox).on_conflict_do_nothing(index_elements=[outbox.c.event_id])
             await self.conn.execute(stmt, self._outbox)
             self._outbox = []
+            if self.settings is not None and self.settings.relay_wakeup == "notify":
+                await self.conn.execute(NOTIFY_RELAY)  # delivered to the relay at commit
 
     async def commit(self) -> None:
         await self.flush()

@@ -118,20 +118,24 @@ class Worker:
         opts = self._options(handler.name)
         title = f"{handler.name}:{handler.topic}"
 
-        if handler.batch:
+        if handler.batch and self.settings.consume_batches:
 
             async def consume_batch(body: Any, message: KafkaMessage) -> None:
                 records = message.raw_message
                 assert isinstance(records, tuple)
                 await self._settle(message, processor.process([incoming(r) for r in records]))
 
+            # A batch waits at most batch_max_wait_ms, so the broker should not hold a
+            # fetch longer either (Tansu holds it for the whole fetch wait even when
+            # records arrive meanwhile: latency would follow kafka_fetch_max_wait_ms).
+            wait = min(self.settings.kafka_fetch_max_wait_ms, self.settings.batch_max_wait_ms)
             self.broker.subscriber(
                 source,
                 batch=True,
                 max_records=self.settings.batch_max_records,
                 batch_timeout_ms=self.settings.batch_max_wait_ms,
                 title=title,
-                **opts,
+                **{**opts, "fetch_max_wait_ms": wait},
             )(consume_batch)
         else:
 

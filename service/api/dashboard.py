@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from service.api import session as sessions
 from service.api.views import attention, job_history, jobs_overview
 from service.app import Runtime
-from service.engine import dlq
+from service.engine import dlq, job_admin
 from service.engine.jobs import JobNotFound, find_job
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -117,7 +117,8 @@ async def overview(request: Request, s: Page, rt: Rt) -> HTMLResponse:
 async def job_page(request: Request, s: Page, rt: Rt, name: str) -> HTMLResponse:
     job = _job(rt, name)
     runs = await job_history(rt, job.name)
-    return render(request, "job.html", s, job=job, runs=runs)
+    [view] = [v for v in await jobs_overview(rt, datetime.now(UTC)) if v["name"] == job.name]
+    return render(request, "job.html", s, job=job, runs=runs, view=view)
 
 
 @router.get("/jobs/{name}/confirm", response_class=HTMLResponse, name="confirm_run")
@@ -153,6 +154,25 @@ async def run_job(request: Request, s: Acting, rt: Rt, name: str) -> Response:
         "overview",
         msg=f"{job.name}: {outcome.result.affected} changed (run {outcome.run_id}).",
     )
+
+
+@router.post("/jobs/{name}/pause", name="pause_job")
+async def pause_job(request: Request, s: Acting, rt: Rt, name: str) -> Response:
+    job = _job(rt, name)
+    changed = await job_admin.pause(
+        rt.engine, job.name, s.principal.actor, "paused from the dashboard"
+    )
+    return _back(
+        request, "overview", msg=f"{job.name} {'paused' if changed else 'was already paused'}."
+    )
+
+
+@router.post("/jobs/{name}/resume", name="resume_job")
+async def resume_job(request: Request, s: Acting, rt: Rt, name: str) -> Response:
+    job = _job(rt, name)
+    changed = await job_admin.resume(rt.engine, job.name, s.principal.actor, datetime.now(UTC))
+    text = "resumed: its next slot from now on" if changed else "was not paused"
+    return _back(request, "overview", msg=f"{job.name} {text}.")
 
 
 @router.get("/dlq", response_class=HTMLResponse, name="dlq_page")

@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from service.api.auth import Admin, Viewer
+from service.api.types import Instant
 from service.engine import dlq
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class ReplayRequest(BaseModel):
     ids: list[DeadLetterId] = Field(default_factory=list, max_length=1000)
     topic: str | None = Field(default=None, max_length=300)
     error_class: ErrorClass | None = None
-    since: AwareDatetime | None = None
+    since: Instant | None = None
     dry_run: bool = False
     limit: int = Field(default=100, ge=1, le=1000)
     rate: float | None = Field(default=None, gt=0, le=10_000, description="replays per second")
@@ -109,7 +110,7 @@ def router(rt: Runtime) -> APIRouter:
         topic: str | None = Query(None, max_length=300),
         error_class: ErrorClass | None = None,
         status: Status | None = "pending",
-        since: AwareDatetime | None = None,
+        since: Instant | None = None,
         page: int = Query(1, ge=1, le=100_000),
     ) -> dict[str, Any]:
         flt = dlq.Filter((), topic, error_class, since, status, PAGE_SIZE, (page - 1) * PAGE_SIZE)

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.api.auth import Admin, Viewer
+from service.api.types import Instant
 from service.db.tables import JOB_STATUSES
 from service.engine import job_admin
 from service.engine.jobs import JobNotFound, find_job
@@ -58,8 +59,8 @@ class BackfillRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    start: AwareDatetime = Field(alias="from", description="first slot time (with offset)")
-    end: AwareDatetime = Field(alias="to", description="last slot time (with offset)")
+    start: Instant = Field(alias="from", description="first slot time (with offset)")
+    end: Instant = Field(alias="to", description="last slot time (with offset)")
     dry_run: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
     scope: str | None = Field(default=None, max_length=200)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from cronsim import CronSim
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.db.tables import job_runs
+from service.engine import job_admin
 
 if TYPE_CHECKING:
     from service.app import Runtime
@@ -46,46 +44,14 @@ async def attention(rt: Runtime, conn: AsyncConnection, now: datetime) -> list[B
     return badges
 
 
-def _next_run(cron: str, timezone: str, now: datetime) -> datetime | None:
-    try:
-        zone = ZoneInfo(timezone)
-        return next(CronSim(cron, now.astimezone(zone)))
-    except Exception:
-        return None
-
-
 async def jobs_overview(rt: Runtime, now: datetime) -> list[dict[str, Any]]:
-    """Each job with its schedule, next run in its own timezone and its latest run."""
-    async with rt.engine.connect() as conn:
-        latest = {
-            row.job: dict(row._mapping)
-            for row in await conn.execute(
-                sa.text("SELECT DISTINCT ON (job) * FROM job_runs ORDER BY job, created_at DESC")
-            )
-        }
-    return [
-        {
-            "name": job.name,
-            "description": job.description,
-            "cron": job.cron,
-            "timezone": "per scope" if job.scopes else job.timezone,
-            "next_run": None if job.scopes else _next_run(job.cron, job.timezone, now),
-            "paused": None,
-            "last_run": latest.get(job.name),
-        }
-        for job in rt.jobs
-    ]
+    """Each job with its schedule, pause, next run in its own timezone and its latest run."""
+    views = await job_admin.overview(rt.engine, rt.jobs, now)
+    return [{**view.as_dict(), "next_run": view.next_run} for view in views]
 
 
 async def job_history(rt: Runtime, name: str, limit: int = 50) -> list[dict[str, Any]]:
-    async with rt.engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(job_runs)
-            .where(job_runs.c.job == name)
-            .order_by(job_runs.c.created_at.desc())
-            .limit(limit)
-        )
-        return [dict(r._mapping) for r in rows]
+    return await job_admin.history(rt.engine, name, limit)
 
 
-__all__ = ["Badge", "attention", "job_history", "jobs_overview", "timedelta"]
+__all__ = ["Badge", "attention", "job_history", "jobs_overview"]

@@ -381,7 +381,7 @@ async def purge_job(conn: AsyncConnection, ctx: JobContext) -> JobResult:
 
 
 PURGE_JOB = Job(
-    name="dlq.purge",
+    name="engine.purge-dead-letters",
     cron="0 4 * * 0",
     run=purge_job,
     params=PurgeParams,

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db.tables import event_log
-from service.engine import records
+from service.engine import dlq, records
 from service.engine.workflow import Job, JobContext, JobResult
 
 _PRUNABLE = {
@@ -130,6 +130,6 @@ JOBS = (
         run=health_check,
         description="Notify the operators of failed and missed runs of the last 24 hours.",
     ),
-    # The weekly dead-letter purge (dlq_retention_days) joins these from the
-    # dead-letter module, which owns the dead_letters table.
+    # the dead-letter module owns its table and its purge
+    dlq.PURGE_JOB,
 )

@@ -128,6 +128,20 @@ async def test_admin_releases_orphaned_claims_and_replays_a_dead_letter(
     assert await scalar(engine, "SELECT count(*) FROM claims WHERE status = 'submitted'") == 2
     assert await scalar(engine, "SELECT actor FROM job_runs") == "token:alice"
 
+    await page.locator("tr[data-job='claims.release-orphaned'] a").first.click()
+    history = page.locator("#history")
+    await expect(history).to_contain_text("succeeded")
+    await expect(history).to_contain_text("token:alice")
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.locator(".flash.ok")).to_contain_text("claims.release-orphaned paused")
+    paused = page.locator("tr[data-job='claims.release-orphaned'] .status.skipped")
+    await expect(paused).to_have_text("paused")
+    await page.locator("tr[data-job='claims.release-orphaned'] a").first.click()
+    await page.screenshot(path=ARTIFACTS / "job-history.png", full_page=True)
+    await page.get_by_role("button", name="Resume").click()
+    await expect(page.locator(".flash.ok")).to_contain_text("resumed")
+    await expect(paused).to_have_count(0)
+
     await page.get_by_role("link", name="Dead letters").click()
     row = page.locator("tr[data-id]")
     await expect(row).to_have_count(1)

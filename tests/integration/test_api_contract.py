@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -87,7 +88,8 @@ async def test_no_request_gets_a_5xx_and_changes_need_an_admin(
 ) -> None:
     admin = await create_token(engine, "fuzz-admin", "admin")
     viewer = await create_token(engine, "fuzz-viewer", "viewer")
-    outcome = await asyncio.to_thread(fuzz, served, admin, viewer, 25)
+    examples = int(os.environ.get("JOBSTREAM_FUZZ_EXAMPLES", "25"))
+    outcome = await asyncio.to_thread(fuzz, served, admin, viewer, examples)
     assert outcome["failures"] == [], "\n".join(outcome["failures"])
     assert "POST /api/claims/release-orphaned" in outcome["mutating"]
     assert "POST /api/dlq/{dead_letter_id}/replay" in outcome["mutating"]

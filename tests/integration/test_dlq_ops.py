@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -161,3 +162,29 @@ async def test_cli_replays_with_dry_run_and_names_bad_flags(
 
     code, out = await cli(settings, "dlq", "show", "1")
     assert code == 0 and "claim.submitted" in out and "x-original-topic" in out
+
+
+async def test_the_weekly_purge_job_deletes_past_retention_and_logs_the_actor(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    for n in range(3):
+        await dlq.index(engine, dead_record(settings, n, "exhausted"))
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE dead_letters SET created_at = :at WHERE dlq_offset < 2"),
+            {"at": now - timedelta(days=31)},
+        )
+    job = "engine.purge-dead-letters"
+    rt = Runtime(settings, engine)
+    preview = await rt.run_job(job, now=now, dry_run=True, actor="token:ops")
+    assert preview.result is not None and preview.result.affected == 2
+    assert await scalar(engine, "SELECT count(*) FROM dead_letters") == 3
+    outcome = await rt.run_job(job, now=now, actor="token:ops")
+    assert outcome.status == "succeeded" and outcome.result is not None
+    assert outcome.result.affected == 2
+    assert await scalar(engine, "SELECT count(*) FROM dead_letters") == 1
+    assert (
+        await scalar(engine, "SELECT actor FROM event_log WHERE event_type = 'dead_letters.purged'")
+        == "token:ops"
+    )

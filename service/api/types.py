@@ -1,0 +1,19 @@
+"""Input types the API shares: values that fit the database, or a 422 that says why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime
+
+
+def _in_range(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must lie between year 1 and 9999 once converted to UTC") from None
+
+
+#: A time with an offset, stored as UTC: 0001-01-01T00:00+14:00 is refused, not crashed on.
+Instant = Annotated[AwareDatetime, AfterValidator(_in_range)]

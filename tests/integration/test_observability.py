@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -9,17 +10,23 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.claims import CLAIMS_INBOUND_TOPIC, ClaimsInbound, ClaimSubmitted, MemberUpserted
 from schemas.envelope import CloudEvent, new_event_id
+from schemas.jobs import JOBS_TICKS_TOPIC
 from schemas.notifications import NOTIFICATIONS_TOPIC, NotificationRequested
 from service.api.app import create_api
 from service.app import Runtime
 from service.config import Settings
+from service.engine import jobs_workflow
+from service.engine.clock import Clock
+from service.engine.executor import JobExecutor
+from service.engine.kafka import KafkaPublisher, ensure_topics
 from service.engine.metrics import REGISTRY
 from service.engine.uow import UnitOfWork
-from service.engine.workflow import Handler, Workflow
+from service.engine.worker import Worker
+from service.engine.workflow import Handler, Job, JobContext, JobResult, Workflow
 from service.logs import JsonFormatter
 from service.workflows.claims import handlers as claims_handlers
 from tests.helpers import event, publish, running, scalar, wait_for
@@ -182,3 +189,47 @@ async def test_asyncapi_lists_every_topic_and_payload(
     page = await client.get("/asyncapi")
     assert page.status_code == 200 and "asyncapi" in page.text.lower()
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_job_metrics_after_a_few_real_ticks(settings: Settings, engine: AsyncEngine) -> None:
+    """Clock, worker and executor on a per-second job: tick lateness, start lateness, runs."""
+
+    async def noop(conn: AsyncConnection, ctx: JobContext) -> JobResult:
+        return JobResult(0)
+
+    job = Job("obs.every-second", "* * * * * *", run=noop, description="test", catchup_window_s=60)
+    names = (
+        "jobstream_tick_lateness_seconds_count",
+        "jobstream_job_start_lateness_seconds_count",
+        "jobstream_job_run_seconds_count",
+    )
+    before = {n: sample(n, job=job.name) for n in names}
+    runs_before = sample("jobstream_job_runs_total", job=job.name, status="succeeded")
+    await ensure_topics(settings, [settings.topic(JOBS_TICKS_TOPIC)])
+    worker = Worker(settings, engine, [jobs_workflow.WORKFLOW])
+    publisher = KafkaPublisher(settings)
+    stop = asyncio.Event()
+    await publisher.start()
+    await worker.start()
+    tasks = [
+        asyncio.create_task(JobExecutor(engine, [job], settings).run(stop)),
+        asyncio.create_task(Clock(engine, [job], settings, publisher).run(stop)),
+    ]
+    try:
+        await wait_for(
+            lambda: scalar(engine, "SELECT count(*) >= 3 FROM job_runs WHERE status = 'succeeded'"),
+            what="three per-second runs",
+            timeout=60,
+        )
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await worker.stop()
+        await publisher.stop()
+    succeeded = await scalar(engine, "SELECT count(*) FROM job_runs WHERE status = 'succeeded'")
+    for name in names:
+        assert sample(name, job=job.name) - before[name] >= 3, name
+    assert sample("jobstream_job_runs_total", job=job.name, status="succeeded") - runs_before == (
+        succeeded
+    )
+    assert await scalar(engine, "SELECT count(*) FROM job_runs WHERE status <> 'succeeded'") == 0

@@ -64,9 +64,10 @@ async def _serve(s: Settings, demo: bool) -> None:
             count = await publish_demo(s)
             console.print(f"published {count} demo events")
         url = f"http://{s.api_host}:{s.api_port}"
-        console.print(f"[bold green]jobstream is running[/]: API {url}/docs")
+        console.print(f"[bold green]jobstream is running[/]: dashboard {url}/dashboard")
+        console.print(f"API {url}/docs, events {url}/asyncapi, metrics {url}/metrics")
         if token:
-            console.print(f"admin token (demo): [bold]{token}[/]")
+            console.print(f"admin token (demo, log in to the dashboard with it): [bold]{token}[/]")
             console.print(f"try: curl -H 'Authorization: Bearer {token}' {url}/api/claims/orphaned")
         console.print("Ctrl-C stops everything this command started.")
         await task

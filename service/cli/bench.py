@@ -93,13 +93,25 @@ def bench_ticks(
     bench_main(settings(), slots)
 
 
+@app.command("poison")
+def bench_poison(
+    events: Annotated[int, typer.Option(min=1000, help="valid events, paced")] = 10_000,
+    rate: Annotated[float, typer.Option(min=1, help="offered load, events/s")] = 2_000,
+    ratio: Annotated[float, typer.Option(min=0.001, max=0.5, help="poison per valid event")] = 0.01,
+) -> None:
+    """Latency of valid events with and without poison ahead of them on their partitions."""
+    from bench.poison import main as bench_main
+
+    bench_main(settings(), events, rate, ratio)
+
+
 @app.command("all")
 def bench_all(
     events: Events = 200_000,
     jobs: Annotated[int, typer.Option(help="jobs per system in peers", min=100)] = 50_000,
 ) -> None:
-    """Every scenario in one run, one table each ."""
-    from bench import peers, pipeline, relay, release_orphaned, retry, ticks
+    """Every scenario in one run, one table each."""
+    from bench import peers, pipeline, poison, relay, release_orphaned, retry, ticks
 
     s = settings()
     pipeline.main(s, pipeline.Plan(events, 10_000, 2_000, latency_s=10, slow_latency_s=2), [])
@@ -107,4 +119,5 @@ def bench_all(
     release_orphaned.main(s, [100_000, 1_000_000])
     relay.main(s, 200_000, 2_000)
     retry.main(s, 300, 100)
+    poison.main(s)
     ticks.main(s, 200)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -61,6 +61,24 @@ class CloudEvent(BaseModel):
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
+
+
+E = TypeVar("E", bound=CloudEvent)
+
+
+def make(
+    cls: type[E], time: datetime, *, source: str, event_id: str | None = None, **data: Any
+) -> E:
+    """Build and validate an event of type ``cls`` from its payload fields."""
+    return cls.model_validate(
+        {
+            "id": event_id or new_event_id(),
+            "source": source,
+            "type": cls.model_fields["type"].default,
+            "time": time,
+            "data": data,
+        }
+    )
 
 
 def new_event_id() -> str:

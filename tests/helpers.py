@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, make
 from service.config import Settings
 from service.engine.kafka import KafkaPublisher, ensure_topics
 from service.engine.worker import Worker
@@ -26,15 +25,7 @@ T = TypeVar("T")
 def event(
     cls: type[CloudEvent], time: datetime | None = None, id: str | None = None, **data: Any
 ) -> CloudEvent:
-    return cls.model_validate(
-        {
-            "id": id or str(uuid.uuid4()),
-            "source": "/tests",
-            "type": cls.model_fields["type"].default,
-            "time": time or datetime.now(UTC),
-            "data": data,
-        }
-    )
+    return make(cls, time or datetime.now(UTC), source="/tests", event_id=id, **data)
 
 
 async def publish(
@@ -171,3 +162,33 @@ async def cli(settings: Settings, *args: str) -> tuple[int, str]:
     )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode()
+
+
+@contextlib.asynccontextmanager
+async def served_api(settings: Settings, engine: AsyncEngine) -> AsyncIterator[str]:
+    """The API served by uvicorn on a free port; yields its base URL."""
+    import httpx
+
+    from service.app import Runtime, serve
+    from service.embedded import free_port
+
+    port = free_port()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        serve(Runtime(settings.with_overrides(api_port=port), engine), {"api"}, stop)
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    async def up() -> bool:
+        try:
+            async with httpx.AsyncClient() as c:
+                return (await c.get(f"{base}/health/live")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        await wait_for(up, what="API listening")
+        yield base
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -13,6 +13,14 @@ plus the topic parameter named in the call.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from schemas.notifications import NOTIFICATIONS_TOPIC
+
+if TYPE_CHECKING:
+    from service.engine.workflow import JobContext
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_.-]*$")
@@ -114,3 +122,33 @@ def notification_rows(
     FROM (SELECT gen_random_uuid() AS nid, ({recipient})::text AS recipient, {payload} AS p
           FROM {source}) n
 )"""
+
+
+def bind(ctx: JobContext, topic: str, **extra: Any) -> dict[str, Any]:
+    """The parameters every statement built from these helpers binds, plus ``extra``.
+
+    ``topic`` is the workflow's outbound topic (unprefixed); notifications go to
+    ``notifications.out``. ``now`` is the slot time, never the wall clock.
+    """
+    settings = ctx.settings
+    return {
+        "now": ctx.now,
+        "actor": ctx.actor or "scheduler",
+        "source": settings.source,
+        "correlation_id": f"run:{ctx.run_id}" if ctx.run_id else None,
+        "topic": settings.topic(topic),
+        "notifications_topic": settings.topic(NOTIFICATIONS_TOPIC),
+        **extra,
+    }
+
+
+def plain(row: sa.Row[Any]) -> dict[str, Any]:
+    """A result row as JSON-ready values: times in ISO 8601, decimals and the like as strings."""
+    out: dict[str, Any] = {}
+    for key, value in row._mapping.items():
+        if hasattr(value, "isoformat"):
+            value = value.isoformat()
+        elif value is not None and not isinstance(value, bool | int | str):
+            value = str(value)
+        out[key] = value
+    return out

@@ -5,7 +5,6 @@ Screenshots of every page go to tests/artifacts/ (ignored by git).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,12 +14,10 @@ import sqlalchemy as sa
 from playwright.async_api import Browser, Page, async_playwright, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.app import Runtime, serve
 from service.config import Settings
-from service.embedded import free_port
 from service.engine import dlq
 from service.tokens import create_token
-from tests.helpers import scalar, wait_for
+from tests.helpers import scalar, served_api
 from tests.integration.test_dlq_ops import dead_record
 
 pytestmark = pytest.mark.integration
@@ -62,25 +59,8 @@ async def site(settings: Settings, engine: AsyncEngine) -> AsyncIterator[str]:
                 {"id": cid, "r": reviewer, "at": at},
             )
     await dlq.index(engine, dead_record(settings, 7, "exhausted"))
-    port = free_port()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        serve(Runtime(settings.with_overrides(api_port=port), engine), {"api"}, stop)
-    )
-    base = f"http://127.0.0.1:{port}"
-    import httpx
-
-    async def up() -> bool:
-        try:
-            async with httpx.AsyncClient() as c:
-                return (await c.get(f"{base}/health/live")).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    await wait_for(up, what="API listening")
-    yield base
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    async with served_api(settings, engine) as base:
+        yield base
 
 
 @pytest.fixture

@@ -7,18 +7,15 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.app import Runtime, serve
 from service.config import Settings
-from service.embedded import free_port
 from service.tokens import create_token
-from tests.helpers import wait_for
+from tests.helpers import served_api
 
 pytestmark = pytest.mark.integration
 
@@ -27,24 +24,8 @@ MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 @pytest.fixture
 async def served(settings: Settings, engine: AsyncEngine) -> AsyncIterator[str]:
-    port = free_port()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        serve(Runtime(settings.with_overrides(api_port=port), engine), {"api"}, stop)
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    async def up() -> bool:
-        try:
-            async with httpx.AsyncClient() as c:
-                return (await c.get(f"{base}/health/live")).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    await wait_for(up, what="API listening")
-    yield base
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    async with served_api(settings, engine) as base:
+        yield base
 
 
 def fuzz(base: str, admin: str, viewer: str, examples: int) -> dict[str, Any]:

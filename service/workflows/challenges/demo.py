@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from schemas.challenges import (
     CHALLENGES_INBOUND_TOPIC,
@@ -16,7 +17,7 @@ from schemas.challenges import (
     NotificationCreated,
     UserUpserted,
 )
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, make
 
 NS = uuid.UUID("c3b5f4a1-7d2e-4f66-9a1b-4e8d0f2c3b03")
 SOURCE = "/demo"
@@ -52,16 +53,8 @@ NOTIFICATIONS = [
 ]
 
 
-def _event(cls: type[CloudEvent], seed: str, time: datetime, **data: object) -> CloudEvent:
-    return cls.model_validate(
-        {
-            "id": str(uuid.uuid5(NS, seed)),
-            "source": SOURCE,
-            "type": cls.model_fields["type"].default,
-            "time": time,
-            "data": data,
-        }
-    )
+def _event(cls: type[CloudEvent], seed: str, time: datetime, **data: Any) -> CloudEvent:
+    return make(cls, time, source=SOURCE, event_id=str(uuid.uuid5(NS, seed)), **data)
 
 
 def demo_events(now: datetime) -> list[tuple[str, CloudEvent]]:

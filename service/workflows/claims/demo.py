@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from schemas.claims import (
     CLAIMS_INBOUND_TOPIC,
@@ -12,7 +13,7 @@ from schemas.claims import (
     MemberUpserted,
     TaskUpserted,
 )
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, make
 
 NS = uuid.UUID("6f1c1d6e-9a57-4c57-9d0e-6a4a3f1b2c01")
 SOURCE = "/demo"
@@ -44,16 +45,8 @@ CLAIMS: list[tuple[str, str, str, str | None, int]] = [
 ]
 
 
-def _event(cls: type[CloudEvent], seed: str, time: datetime, **data: object) -> CloudEvent:
-    return cls.model_validate(
-        {
-            "id": str(uuid.uuid5(NS, seed)),
-            "source": SOURCE,
-            "type": cls.model_fields["type"].default,
-            "time": time,
-            "data": data,
-        }
-    )
+def _event(cls: type[CloudEvent], seed: str, time: datetime, **data: Any) -> CloudEvent:
+    return make(cls, time, source=SOURCE, event_id=str(uuid.uuid5(NS, seed)), **data)
 
 
 def demo_events(now: datetime) -> list[tuple[str, CloudEvent]]:

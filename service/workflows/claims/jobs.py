@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.config import Settings
-from service.engine.sql import log_and_outbox
+from service.engine.sql import bind, log_and_outbox
 from service.engine.workflow import Attention, JobContext, JobResult
 
 OUT_TOPIC = "claims.out"
@@ -131,16 +131,13 @@ async def release_orphaned(conn: AsyncConnection, ctx: JobContext) -> JobResult:
     await conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))
     result = await conn.execute(
         RELEASE,
-        {
-            "now": ctx.now,
-            "threshold": _threshold(ctx),
-            "admin_id": ctx.actor if ctx.trigger == "manual" else None,
-            "trigger": ctx.trigger,
-            "actor": ctx.actor or "scheduler",
-            "topic": ctx.settings.topic(OUT_TOPIC),
-            "source": ctx.settings.source,
-            "correlation_id": f"run:{ctx.run_id}" if ctx.run_id else None,
-        },
+        bind(
+            ctx,
+            OUT_TOPIC,
+            threshold=_threshold(ctx),
+            admin_id=ctx.actor if ctx.trigger == "manual" else None,
+            trigger=ctx.trigger,
+        ),
     )
     rows = [_row(r) for r in result]
     return JobResult(len(rows), rows)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, make
 from schemas.escrow import (
     ESCROW_INBOUND_TOPIC,
     BoostGranted,
@@ -53,16 +54,8 @@ BOOSTS: list[tuple[str, str, str, int, int]] = [
 ]
 
 
-def _event(cls: type[CloudEvent], seed: str, time: datetime, **data: object) -> CloudEvent:
-    return cls.model_validate(
-        {
-            "id": str(uuid.uuid5(NS, seed)),
-            "source": SOURCE,
-            "type": cls.model_fields["type"].default,
-            "time": time,
-            "data": data,
-        }
-    )
+def _event(cls: type[CloudEvent], seed: str, time: datetime, **data: Any) -> CloudEvent:
+    return make(cls, time, source=SOURCE, event_id=str(uuid.uuid5(NS, seed)), **data)
 
 
 def demo_events(now: datetime) -> list[tuple[str, CloudEvent]]:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.escrow import ESCROW_OUTBOUND_TOPIC
-from schemas.notifications import NOTIFICATIONS_TOPIC
+from service.engine.sql import bind, plain
 from service.engine.workflow import JobContext, JobResult
 from service.workflows.escrow import queries, rules
 
@@ -20,36 +20,13 @@ CHANNEL = "email"
 
 
 def _params(ctx: JobContext, **extra: Any) -> dict[str, Any]:
-    """The parameters every statement binds (see service.engine.sql)."""
-    settings = ctx.settings
-    return {
-        "now": ctx.now,
-        "actor": ctx.actor or "scheduler",
-        "source": settings.source,
-        "correlation_id": f"run:{ctx.run_id}" if ctx.run_id else None,
-        "topic": settings.topic(ESCROW_OUTBOUND_TOPIC),
-        "notifications_topic": settings.topic(NOTIFICATIONS_TOPIC),
-        "channel": CHANNEL,
-        **extra,
-    }
-
-
-def _json(row: sa.Row[Any]) -> dict[str, Any]:
-    """A result row with JSON-friendly values: decimals as strings, times ISO 8601."""
-    out: dict[str, Any] = {}
-    for key, value in row._mapping.items():
-        if hasattr(value, "isoformat"):
-            value = value.isoformat()
-        elif value is not None and not isinstance(value, bool | int | str):
-            value = str(value)
-        out[key] = value
-    return out
+    return bind(ctx, ESCROW_OUTBOUND_TOPIC, channel=CHANNEL, **extra)
 
 
 async def _run(
     conn: AsyncConnection, statement: sa.TextClause, params: dict[str, Any]
 ) -> JobResult:
-    rows = [_json(r) for r in await conn.execute(statement, params)]
+    rows = [plain(r) for r in await conn.execute(statement, params)]
     return JobResult(len(rows), rows)
 
 

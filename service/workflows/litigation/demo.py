@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, make
 from schemas.litigation import (
     LITIGATION_INBOUND_TOPIC,
     CaseOpened,
@@ -37,15 +37,7 @@ TASKS: list[tuple[str, str, str, int, int, int, bool]] = [
 
 
 def _event(cls: type[CloudEvent], seed: str, time: datetime, **data: Any) -> CloudEvent:
-    return cls.model_validate(
-        {
-            "id": str(uuid.uuid5(NS, seed)),
-            "source": SOURCE,
-            "type": cls.model_fields["type"].default,
-            "time": time,
-            "data": data,
-        }
-    )
+    return make(cls, time, source=SOURCE, event_id=str(uuid.uuid5(NS, seed)), **data)
 
 
 def _tenant_events(tenant: str, now: datetime) -> list[CloudEvent]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.litigation import LITIGATION_OUTBOUND_TOPIC
-from schemas.notifications import NOTIFICATIONS_TOPIC
+from service.engine import sql
 from service.engine.sql import log_rows, notification_rows, outbox_rows
 from service.engine.workflow import JobContext, JobResult, Scope
 from service.workflows.litigation.tables import tenants
@@ -61,16 +61,7 @@ def tenant_of(ctx: JobContext) -> str | None:
 
 def bind(ctx: JobContext, **extra: Any) -> dict[str, Any]:
     """The parameters every job statement binds (see service.engine.sql)."""
-    return {
-        "now": ctx.now,
-        "tenant": tenant_of(ctx),
-        "actor": ctx.actor or "scheduler",
-        "source": ctx.settings.source,
-        "correlation_id": f"run:{ctx.run_id}" if ctx.run_id else None,
-        "topic": ctx.settings.topic(LITIGATION_OUTBOUND_TOPIC),
-        "notifications_topic": ctx.settings.topic(NOTIFICATIONS_TOPIC),
-        **extra,
-    }
+    return sql.bind(ctx, LITIGATION_OUTBOUND_TOPIC, tenant=tenant_of(ctx), **extra)
 
 
 def _flag_ctes(kind: str, event_type: str) -> str:

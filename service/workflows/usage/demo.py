@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.audit import AUDIT_INBOUND_TOPIC, AuditRecorded
-from schemas.envelope import CloudEvent
+from schemas.envelope import CloudEvent, make
 from schemas.usage import (
     USAGE_INBOUND_TOPIC,
     ApiKeySet,
@@ -39,15 +39,7 @@ ORGS: list[tuple[str, str, str, int, int, list[dict[str, str]]]] = [
 
 
 def _event(cls: type[CloudEvent], seed: str, time: datetime, **data: Any) -> CloudEvent:
-    return cls.model_validate(
-        {
-            "id": str(uuid.uuid5(NS, seed)),
-            "source": SOURCE,
-            "type": cls.model_fields["type"].default,
-            "time": time,
-            "data": data,
-        }
-    )
+    return make(cls, time, source=SOURCE, event_id=str(uuid.uuid5(NS, seed)), **data)
 
 
 def _org_events(

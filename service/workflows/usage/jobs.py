@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.usage import USAGE_OUTBOUND_TOPIC
+from service.engine import sql
 from service.engine.sql import log_rows, outbox_rows
 from service.engine.workflow import JobContext, JobResult
 
@@ -60,13 +61,7 @@ async def rollover(conn: AsyncConnection, ctx: JobContext) -> JobResult:
     """Archive and announce every counter whose period ended at or before the slot."""
     result = await conn.execute(
         ROLLOVER,
-        {
-            "now": ctx.now,
-            "actor": ctx.actor or "scheduler",
-            "source": ctx.settings.source,
-            "correlation_id": f"run:{ctx.run_id}" if ctx.run_id else None,
-            "topic": ctx.settings.topic(USAGE_OUTBOUND_TOPIC),
-        },
+        sql.bind(ctx, USAGE_OUTBOUND_TOPIC),
     )
     rows = [
         {

@@ -18,6 +18,7 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config import Settings
+from service.embedded import broker_profile
 
 console = Console()
 if not console.is_terminal:  # a file or a pipe: keep the tables whole for the README
@@ -42,7 +43,7 @@ def bench_stack(settings: Settings, *, broker: bool = False) -> Iterator[Setting
 
             b = EmbeddedBroker(state)
             updates["kafka_bootstrap_servers"] = b.start()
-            updates["kafka_idempotent_producer"] = False
+            updates.update(broker_profile(settings.model_fields_set))
             stack.callback(b.stop)
         yield settings.with_overrides(**updates)
 
@@ -100,6 +101,9 @@ def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
         JOBSTREAM_DATABASE_URL=settings.require_database_url(),
         JOBSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.require_kafka(),
         JOBSTREAM_KAFKA_IDEMPOTENT_PRODUCER=str(settings.kafka_idempotent_producer).lower(),
+        JOBSTREAM_KAFKA_FETCH_MAX_WAIT_MS=str(settings.kafka_fetch_max_wait_ms),
+        JOBSTREAM_KAFKA_SESSION_TIMEOUT_MS=str(settings.kafka_session_timeout_ms),
+        JOBSTREAM_KAFKA_HEARTBEAT_INTERVAL_MS=str(settings.kafka_heartbeat_interval_ms),
         JOBSTREAM_KAFKA_PARTITIONS=str(settings.kafka_partitions),
         JOBSTREAM_TOPIC_PREFIX=settings.topic_prefix,
         JOBSTREAM_GROUP_ID=settings.group_id,

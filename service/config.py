@@ -74,7 +74,12 @@ class Settings(BaseSettings):
     kafka_max_poll_interval_ms: int = Field(
         default=300_000, ge=1000, description="longest a handler may take before a rebalance"
     )
-    kafka_fetch_max_wait_ms: int = Field(default=100, ge=0, le=60_000)
+    kafka_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=0,
+        le=60_000,
+        description="longest a fetch waits at the broker for data (dev: 20 on Tansu)",
+    )
 
     batch_max_records: int = Field(
         default=500, ge=1, le=100_000, description="messages per batch for batch handlers"

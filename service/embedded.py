@@ -37,6 +37,7 @@ __all__ = [
     "EmbeddedBroker",
     "EmbeddedPostgres",
     "EmbeddedStackError",
+    "broker_profile",
     "embedded_stack",
     "free_port",
 ]
@@ -479,6 +480,25 @@ def _run_coro_blocking(coro: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- both
+
+
+def broker_profile(explicit: set[str]) -> dict[str, Any]:
+    """Settings the embedded Tansu broker needs, or suits, except those set explicitly.
+
+    Tansu has no idempotent producer (InitProducerId fails), takes seconds per group
+    join at the default timeouts, and holds every fetch for its whole wait even when
+    records arrive meanwhile, so the wait is the latency floor. Real Kafka returns a
+    fetch as soon as there is data and keeps the defaults.
+    """
+    profile: dict[str, Any] = {"kafka_idempotent_producer": False}
+    for name, value in (
+        ("kafka_session_timeout_ms", 2000),
+        ("kafka_heartbeat_interval_ms", 200),
+        ("kafka_fetch_max_wait_ms", 20),
+    ):
+        if name not in explicit:
+            profile[name] = value
+    return profile
 
 
 @contextlib.contextmanager

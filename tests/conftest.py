@@ -96,6 +96,7 @@ def settings(stack: tuple[str, str], database_url: str) -> Settings:
         database_url=database_url,
         kafka_bootstrap_servers=stack[1],
         kafka_idempotent_producer=False,
+        kafka_fetch_max_wait_ms=20,  # Tansu holds a fetch for its whole wait
         kafka_partitions=3,
         kafka_session_timeout_ms=2000,
         kafka_heartbeat_interval_ms=200,

@@ -26,19 +26,11 @@ def run_dev(s: Settings, *, demo: bool, port: int | None) -> None:
             stack.callback(pg.stop)
             console.print(f"embedded PostgreSQL in {s.state_dir}/pg")
         if not s.kafka_bootstrap_servers:
-            from service.embedded import EmbeddedBroker
+            from service.embedded import EmbeddedBroker, broker_profile
 
             broker = EmbeddedBroker(s.state_dir.resolve())
             updates["kafka_bootstrap_servers"] = broker.start()
-            updates["kafka_idempotent_producer"] = False  # Tansu has no InitProducerId
-            # One process on a laptop: short group timeouts make the worker's many
-            # subscribers join in seconds rather than minutes.
-            for name, value in (
-                ("kafka_session_timeout_ms", 2000),
-                ("kafka_heartbeat_interval_ms", 200),
-            ):
-                if name not in s.model_fields_set:
-                    updates[name] = value
+            updates.update(broker_profile(s.model_fields_set))
             stack.callback(broker.stop)
             console.print(f"embedded Kafka-protocol broker at {updates['kafka_bootstrap_servers']}")
         s = s.with_overrides(**updates)

@@ -1,9 +1,12 @@
 """The worker: FastStream subscribers for every handler's topic, its retry tiers, and the DLQ index.
 
-Each handler gets two consumers, each in a consumer group of its own (so a slow or
-rebalancing handler never stalls another): one on its source topic (single
-messages, or batches when ``Handler.batch``), one on all of its retry tiers. A
-retry-tier message that is not yet due pauses only its partition until it is.
+Three consumers, each in a consumer group of its own: one takes batches from every
+handler's source topic (group ``JOBSTREAM_GROUP_ID``) and hands each handler its
+share, handlers side by side; one reads every retry tier, where a message that is
+not yet due pauses only its partition until it is; one indexes the dead-letter
+topics. A handler marked ``isolated`` (one that calls out, like the notifier) gets
+a consumer of its own, so a slow call never holds up the others. Few consumers
+matter: each polls the broker even when idle.
 Offsets are committed (``ack``) only after the processing path returned; if it
 raised (database or broker unreachable) the batch is rewound (``nack``) and retried
 after a growing pause, so an outage stalls the worker instead of losing anything.
@@ -36,6 +39,8 @@ from service.engine.workflow import Handler, Workflow
 log = logging.getLogger("jobstream.worker")
 
 MAX_BACKOFF_S = 5.0
+#: Retry-tier fetches come back quickly, so a partition resumed at its due time is read soon.
+RETRY_FETCH_WAIT_MS = 50
 
 
 def incoming(record: ConsumerRecord[Any, Any]) -> Incoming:
@@ -95,13 +100,16 @@ class Worker:
         self.outcomes: Counter[Outcome] = Counter()
         self._failures = 0
         for handler in self.handlers:
-            self._subscribe(handler)
+            self.processors[handler.name] = Processor(self.engine, handler, self.settings)
+        self._subscribe_sources()
+        self._subscribe_tiers()
         if index_dead_letters:
             self._subscribe_index()
 
-    def _options(self, group: str) -> dict[str, Any]:
+    def _options(self, group: str | None) -> dict[str, Any]:
+        gid = self.settings.group_id
         return {
-            "group_id": f"{self.settings.group_id}.{group}",
+            "group_id": gid if group is None else f"{gid}.{group}",
             "auto_offset_reset": "earliest",
             "session_timeout_ms": self.settings.kafka_session_timeout_ms,
             "heartbeat_interval_ms": self.settings.kafka_heartbeat_interval_ms,
@@ -111,40 +119,69 @@ class Worker:
             "decoder": _no_decode,
         }
 
-    def _subscribe(self, handler: Handler) -> None:
-        processor = Processor(self.engine, handler, self.settings)
-        self.processors[handler.name] = processor
-        source, *tiers, _dlq = handler_topics(self.settings, handler)
-        opts = self._options(handler.name)
-        title = f"{handler.name}:{handler.topic}"
+    def _subscribe_sources(self) -> None:
+        """One consumer for every handler's source topic, one more per isolated handler."""
+        shared = [h for h in self.handlers if not h.isolated]
+        if shared:
+            self._subscribe_batches(None, shared)
+        for handler in self.handlers:
+            if handler.isolated:
+                self._subscribe_batches(handler.name, [handler])
 
-        if handler.batch and self.settings.consume_batches:
+    def _subscribe_batches(self, group: str | None, handlers: list[Handler]) -> None:
+        by_topic = {
+            topics.source(self.settings, h.topic): self.processors[h.name] for h in handlers
+        }
 
-            async def consume_batch(body: Any, message: KafkaMessage) -> None:
-                records = message.raw_message
-                assert isinstance(records, tuple)
-                await self._settle(message, processor.process([incoming(r) for r in records]))
+        async def consume(body: Any, message: KafkaMessage) -> None:
+            records = message.raw_message
+            assert isinstance(records, tuple)
+            await self._settle(message, self._dispatch(by_topic, records))
 
-            # A batch waits at most batch_max_wait_ms, so the broker should not hold a
-            # fetch longer either (Tansu holds it for the whole fetch wait even when
-            # records arrive meanwhile: latency would follow kafka_fetch_max_wait_ms).
-            wait = min(self.settings.kafka_fetch_max_wait_ms, self.settings.batch_max_wait_ms)
-            self.broker.subscriber(
-                source,
-                batch=True,
-                max_records=self.settings.batch_max_records,
-                batch_timeout_ms=self.settings.batch_max_wait_ms,
-                title=title,
-                **{**opts, "fetch_max_wait_ms": wait},
-            )(consume_batch)
-        else:
+        self.broker.subscriber(
+            *by_topic,
+            batch=True,
+            max_records=self.settings.batch_max_records,
+            batch_timeout_ms=self.settings.batch_max_wait_ms,
+            title=f"handlers: {', '.join(h.name for h in handlers)}",
+            **self._options(group),
+        )(consume)
 
-            async def consume(body: Any, message: KafkaMessage) -> None:
-                record = message.raw_message
-                assert isinstance(record, ConsumerRecord)
-                await self._settle(message, processor.process([incoming(record)]))
+    async def _dispatch(
+        self, by_topic: dict[str, Processor], records: tuple[ConsumerRecord[Any, Any], ...]
+    ) -> list[Outcome]:
+        """Each handler's share of a fetch, handlers side by side, each in partition order."""
+        per_topic: dict[str, list[Incoming]] = {}
+        for record in records:
+            per_topic.setdefault(record.topic, []).append(incoming(record))
+        results = await asyncio.gather(
+            *(self._handle(by_topic[topic], msgs) for topic, msgs in per_topic.items()),
+            return_exceptions=True,
+        )
+        outcomes: list[Outcome] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # after every handler finished: nothing still runs on a rewind
+            outcomes.extend(result)
+        return outcomes
 
-            self.broker.subscriber(source, title=title, **opts)(consume)
+    async def _handle(self, processor: Processor, msgs: list[Incoming]) -> list[Outcome]:
+        if processor.handler.batch and self.settings.consume_batches:
+            return await processor.process(msgs)
+        outcomes: list[Outcome] = []
+        for msg in msgs:  # one message per transaction
+            outcomes.extend(await processor.process([msg]))
+        return outcomes
+
+    def _subscribe_tiers(self) -> None:
+        """One consumer for every retry tier of every handler; it holds only what is not due."""
+        by_tier = {
+            tier: self.processors[h.name]
+            for h in self.handlers
+            for tier in handler_topics(self.settings, h)[1:-1]
+        }
+        if not by_tier:
+            return
 
         async def consume_tier(body: Any, message: KafkaMessage) -> None:
             record = message.raw_message
@@ -155,11 +192,13 @@ class Worker:
                 self._hold(message, TopicPartition(record.topic, record.partition), wait)
                 await message.nack()
                 return
-            metrics.RETRY_LATENESS.labels(handler.topic).observe(-wait)
+            processor = by_tier[record.topic]
+            metrics.RETRY_LATENESS.labels(processor.handler.topic).observe(-wait)
             await self._settle(message, processor.process([msg], from_tier=True))
 
-        tier_opts = {**self._options(f"{handler.name}.retry"), "fetch_max_wait_ms": 50}
-        self.broker.subscriber(*tiers, title=f"{handler.name}:retry", **tier_opts)(consume_tier)
+        wait = min(self.settings.kafka_fetch_max_wait_ms, RETRY_FETCH_WAIT_MS)
+        tier_opts = {**self._options("retry"), "fetch_max_wait_ms": wait}
+        self.broker.subscriber(*by_tier, title="retry tiers", **tier_opts)(consume_tier)
 
     def _subscribe_index(self) -> None:
         dlq_topics = [handler_topics(self.settings, h)[-1] for h in self.handlers]

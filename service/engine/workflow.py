@@ -43,6 +43,8 @@ class Handler:
     #: batch's transaction. A batch that fails is replayed one message at a time.
     batch: bool = False
     handle_batch: HandleBatchFn | None = None
+    #: A consumer of its own (for handlers that call out and may be slow, like a webhook).
+    isolated: bool = False
 
 
 class NoParams(BaseModel):

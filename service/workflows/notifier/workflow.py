@@ -15,6 +15,7 @@ WORKFLOW = Workflow(
             topic=NOTIFICATIONS_TOPIC,
             events=NotificationRequested,
             handle=handlers.handle,
+            isolated=True,  # webhooks may be slow: never hold up the other handlers
         ),
     ),
 )

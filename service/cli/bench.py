@@ -105,13 +105,25 @@ def bench_poison(
     bench_main(settings(), events, rate, ratio)
 
 
+@app.command("idle")
+def bench_idle(
+    wait: Annotated[
+        list[int] | None, typer.Option(help="kafka_fetch_max_wait_ms values to compare")
+    ] = None,
+) -> None:
+    """CPU an idle worker and its broker use, per fetch wait."""
+    from bench.idle import main as bench_main
+
+    bench_main(settings(), wait or [20, 100, 500])
+
+
 @app.command("all")
 def bench_all(
     events: Events = 200_000,
     jobs: Annotated[int, typer.Option(help="jobs per system in peers", min=100)] = 50_000,
 ) -> None:
     """Every scenario in one run, one table each."""
-    from bench import peers, pipeline, poison, relay, release_orphaned, retry, ticks
+    from bench import idle, peers, pipeline, poison, relay, release_orphaned, retry, ticks
 
     s = settings()
     pipeline.main(s, pipeline.Plan(events, 10_000, 2_000, latency_s=10, slow_latency_s=2), [])
@@ -120,4 +132,5 @@ def bench_all(
     relay.main(s, 200_000, 2_000)
     retry.main(s, 300, 100)
     poison.main(s)
+    idle.main(s, [20, 100, 500])
     ticks.main(s, 200)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from service.api import session as sessions
 from service.api.views import attention, job_history, jobs_overview
 from service.app import Runtime
-from service.engine import dlq, job_admin
+from service.engine import dlq, dlq_actions, job_admin
 from service.engine.jobs import JobNotFound, find_job
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -217,14 +217,14 @@ async def dlq_page(
 @router.post("/dlq/replay", name="dlq_replay")
 async def dlq_replay(request: Request, s: Acting, rt: Rt) -> Response:
     ids = await _ids(request)
-    done = await dlq.replay_many(rt.engine, rt.settings, ids, s.principal.actor)
+    done = await dlq_actions.replay_many(rt.engine, rt.settings, ids, s.principal.actor)
     return _back(request, "dlq_page", msg=f"Replayed {len(done)} dead letter(s).")
 
 
 @router.post("/dlq/discard", name="dlq_discard")
 async def dlq_discard(request: Request, s: Acting, rt: Rt) -> Response:
     ids = await _ids(request)
-    done = await dlq.discard(rt.engine, ids, s.principal.actor)
+    done = await dlq_actions.discard(rt.engine, ids, s.principal.actor)
     return _back(request, "dlq_page", msg=f"Discarded {len(done)} dead letter(s).")
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from service.api.auth import Admin, Viewer
 from service.api.types import Instant
-from service.engine import dlq
+from service.engine import dlq, dlq_actions
 
 if TYPE_CHECKING:
     from service.app import Runtime
@@ -139,7 +139,7 @@ def router(rt: Runtime) -> APIRouter:
     async def replay(
         principal: Admin, dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
     ) -> dict[str, Any]:
-        result = await dlq.replay_one(rt.engine, settings, dead_letter_id, principal.actor)
+        result = await dlq_actions.replay_one(rt.engine, settings, dead_letter_id, principal.actor)
         if result is None:
             raise HTTPException(
                 404, f"no dead letter with id {dead_letter_id} that can be replayed (discarded?)"
@@ -164,7 +164,7 @@ def router(rt: Runtime) -> APIRouter:
         replayed = []
         if not body.dry_run:
             ids = [it["id"] for it in items]
-            replayed = await dlq.replay_many(
+            replayed = await dlq_actions.replay_many(
                 rt.engine, settings, ids, principal.actor, rate=body.rate
             )
         return {"dry_run": body.dry_run, "count": len(items), "items": items, "replayed": replayed}
@@ -173,13 +173,13 @@ def router(rt: Runtime) -> APIRouter:
     async def discard_one(
         principal: Admin, dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
     ) -> dict[str, Any]:
-        changed = await dlq.discard(rt.engine, [dead_letter_id], principal.actor)
+        changed = await dlq_actions.discard(rt.engine, [dead_letter_id], principal.actor)
         if not changed:
             raise HTTPException(404, f"no pending or replayed dead letter with id {dead_letter_id}")
         return {"discarded": changed}
 
     @r.post("/dlq/discard", response_model=DiscardResponse)
     async def discard_many(principal: Admin, body: DiscardRequest) -> dict[str, Any]:
-        return {"discarded": await dlq.discard(rt.engine, body.ids, principal.actor)}
+        return {"discarded": await dlq_actions.discard(rt.engine, body.ids, principal.actor)}
 
     return r

@@ -170,7 +170,7 @@ def dlq_replay(
 ) -> None:
     """Send dead letters back to their handler, by id or by filter (pending ones only)."""
     from service.app import runtime
-    from service.engine import dlq
+    from service.engine import dlq, dlq_actions
 
     if not ids and not (topic or error_class or since):
         fail("give dead letter ids, or a filter: --topic, --error-class and/or --since")
@@ -195,7 +195,7 @@ def dlq_replay(
                 console=console,
             ) as progress:
                 task = progress.add_task("replaying", total=len(items))
-                done = await dlq.replay_many(
+                done = await dlq_actions.replay_many(
                     rt.engine,
                     s,
                     [it["id"] for it in items],
@@ -219,14 +219,14 @@ def dlq_discard(
 ) -> None:
     """Mark dead letters discarded: kept for the record, never replayed."""
     from service.app import runtime
-    from service.engine import dlq
+    from service.engine import dlq_actions
 
     s = settings()
     need(s.require_database_url)
 
     async def main() -> list[int]:
         async with runtime(s) as rt:
-            return await dlq.discard(rt.engine, ids, _actor(actor))
+            return await dlq_actions.discard(rt.engine, ids, _actor(actor))
 
     changed = run(main())
     console.print(f"discarded {len(changed)} dead letter(s): {', '.join(map(str, changed)) or '-'}")
@@ -240,7 +240,7 @@ def dlq_purge(
 ) -> None:
     """Delete dead letters older than the given age from the index (logged with the actor)."""
     from service.app import runtime
-    from service.engine import dlq
+    from service.engine import dlq_actions
 
     try:
         age = parse_duration(older_than)
@@ -253,7 +253,9 @@ def dlq_purge(
 
     async def main() -> int:
         async with runtime(s) as rt, rt.engine.begin() as conn:
-            return await dlq.purge(conn, age, _actor(actor), datetime.now(UTC), dry_run=dry_run)
+            return await dlq_actions.purge(
+                conn, age, _actor(actor), datetime.now(UTC), dry_run=dry_run
+            )
 
     count = run(main())
     verb = "would purge" if dry_run else "purged"

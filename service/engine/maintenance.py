@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db.tables import event_log
-from service.engine import dlq, records
+from service.engine import dlq_actions, records
 from service.engine.workflow import Job, JobContext, JobResult
 
 _PRUNABLE = {
@@ -131,5 +131,5 @@ JOBS = (
         description="Notify the operators of failed and missed runs of the last 24 hours.",
     ),
     # the dead-letter module owns its table and its purge
-    dlq.PURGE_JOB,
+    dlq_actions.PURGE_JOB,
 )

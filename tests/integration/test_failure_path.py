@@ -20,7 +20,7 @@ from schemas.claims import (
 )
 from schemas.envelope import CloudEvent
 from service.config import Settings
-from service.engine import dlq, topics
+from service.engine import dlq_actions, topics
 from service.engine.processing import Outcome
 from service.engine.uow import UnitOfWork
 from service.engine.workflow import Handler, Workflow
@@ -190,11 +190,11 @@ async def test_replay_after_the_fix_applies_once_and_a_second_replay_changes_not
         )
         faults.plan[doomed.id] = 0  # the fault is fixed
 
-        first = await dlq.replay_one(engine, settings, dead_id, "token:ops")
+        first = await dlq_actions.replay_one(engine, settings, dead_id, "token:ops")
         assert first is not None and first["to"] == topics.retry(settings, CLAIMS_INBOUND_TOPIC, 1)
         await wait_for(lambda: claim_status(engine, "c1"), what="replayed claim applied")
         duplicates = worker.outcomes[Outcome.DUPLICATE]
-        await dlq.replay_one(engine, settings, dead_id, "token:ops")
+        await dlq_actions.replay_one(engine, settings, dead_id, "token:ops")
 
         async def second_replay_seen() -> bool:
             return worker.outcomes[Outcome.DUPLICATE] > duplicates
@@ -238,9 +238,11 @@ async def test_purge_removes_only_entries_past_retention_and_logs_who(
                 {"f": f"f{i}", "i": i, "at": now - timedelta(days=age)},
             )
     async with engine.begin() as conn:
-        assert await dlq.purge(conn, timedelta(days=30), "token:ops", now, dry_run=True) == 2
+        assert (
+            await dlq_actions.purge(conn, timedelta(days=30), "token:ops", now, dry_run=True) == 2
+        )
     async with engine.begin() as conn:
-        assert await dlq.purge(conn, timedelta(days=30), "token:ops", now) == 2
+        assert await dlq_actions.purge(conn, timedelta(days=30), "token:ops", now) == 2
     left = await scalar(
         engine, "SELECT array_agg(forward_id ORDER BY forward_id) FROM dead_letters"
     )

@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 check: lint test
 
+# The fault suite at full size (make test runs each scenario at a short size).
+test-faults: $(STAMP)
+	JOBSTREAM_FAULTS=long $(BIN)/pytest tests/faults --timeout 1800
+
 # Peers (Celery, Procrastinate) are an optional extra, installed only for the benchmarks.
 BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 

@@ -159,6 +159,16 @@ class Settings(BaseSettings):
         "processing.after_commit:3 (see service/engine/faults.py)",
     )
 
+    fault_fail_source: str | None = Field(
+        default=None, description="test only: events from this source always fail (transient)"
+    )
+    fault_slow_source: str | None = Field(
+        default=None, description="test only: events from this source are handled slowly"
+    )
+    fault_slow_s: float = Field(
+        default=0.0, ge=0, le=3600, description="test only: seconds per slow event"
+    )
+
     state_dir: Path = Field(default=Path(".jobstream"), description="embedded stack data folder")
     log_level: str = "INFO"
     log_json: bool = True

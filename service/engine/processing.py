@@ -27,7 +27,7 @@ from schemas.registry import decode
 from service.config import Settings
 from service.engine import metrics, parking
 from service.engine.failures import Failure, Incoming, forward
-from service.engine.faults import crash_point
+from service.engine.faults import crash_point, injected
 from service.engine.parking import ParkKey
 from service.engine.retry import ErrorClass, RetryDecision, classify, decide
 from service.engine.uow import UnitOfWork
@@ -183,6 +183,7 @@ class Processor:
         return candidates
 
     async def _handle(self, uow: UnitOfWork, events: list[CloudEvent]) -> None:
+        await injected(self.settings, events)
         if self.handler.handle_batch is not None and len(events) > 1:
             await self.handler.handle_batch(uow, events)
             return

@@ -97,16 +97,9 @@ def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
     ``JOBSTREAM_BATCH_MAX_WAIT_MS=5 jobstream bench pipeline`` tunes the worker too.
     """
     env = dict(os.environ)
+    env.update(settings.as_env())
     env.update(
-        JOBSTREAM_DATABASE_URL=settings.require_database_url(),
-        JOBSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.require_kafka(),
         JOBSTREAM_KAFKA_IDEMPOTENT_PRODUCER=str(settings.kafka_idempotent_producer).lower(),
-        JOBSTREAM_KAFKA_FETCH_MAX_WAIT_MS=str(settings.kafka_fetch_max_wait_ms),
-        JOBSTREAM_KAFKA_SESSION_TIMEOUT_MS=str(settings.kafka_session_timeout_ms),
-        JOBSTREAM_KAFKA_HEARTBEAT_INTERVAL_MS=str(settings.kafka_heartbeat_interval_ms),
-        JOBSTREAM_KAFKA_PARTITIONS=str(settings.kafka_partitions),
-        JOBSTREAM_TOPIC_PREFIX=settings.topic_prefix,
-        JOBSTREAM_GROUP_ID=settings.group_id,
         JOBSTREAM_LOG_LEVEL="WARNING",
         JOBSTREAM_LOG_JSON="false",
         JOBSTREAM_CONFIG_FILE="/nonexistent/jobstream.toml",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -214,6 +215,31 @@ class Settings(BaseSettings):
     def with_overrides(self, **updates: Any) -> Settings:
         """A validated copy with some fields replaced (``model_copy`` skips validation)."""
         return type(self).model_validate({**self.model_dump(), **updates})
+
+    def as_env(self, **overrides: Any) -> dict[str, str]:
+        """The ``JOBSTREAM_*`` variables that give another process these settings.
+
+        Only what differs from the defaults (plus ``overrides``), secrets in clear:
+        for starting ``jobstream`` subprocesses (fault suite, benchmarks, CLI tests).
+        """
+        values = self.model_dump(mode="json", exclude_defaults=True)
+        for name in values:
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr):
+                values[name] = secret.get_secret_value()
+        values.update(overrides)
+        env: dict[str, str] = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            if isinstance(value, (list, dict)):
+                text = json.dumps(value)
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[f"JOBSTREAM_{name.upper()}"] = text
+        return env
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

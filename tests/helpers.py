@@ -159,15 +159,7 @@ async def cli(settings: Settings, *args: str) -> tuple[int, str]:
     import os
     import sys
 
-    env = {
-        **os.environ,
-        "JOBSTREAM_DATABASE_URL": settings.require_database_url(),
-        "JOBSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
-        "JOBSTREAM_KAFKA_IDEMPOTENT_PRODUCER": "false",
-        "JOBSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "JOBSTREAM_GROUP_ID": settings.group_id,
-        "COLUMNS": "250",
-    }
+    env = {**os.environ, **settings.as_env(), "COLUMNS": "250"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -8,7 +8,6 @@ log file that a failing test prints.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.claims import CLAIMS_INBOUND_TOPIC
@@ -30,25 +28,9 @@ from tests.helpers import scalar
 
 
 def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
-    """The environment that gives a child process ``settings`` (plus ``overrides``)."""
-    values = settings.model_dump(mode="json", exclude_defaults=True)
-    for name in values:
-        secret = getattr(settings, name)
-        if isinstance(secret, SecretStr):
-            values[name] = secret.get_secret_value()
-    values.update(overrides)
+    """This environment without its ``JOBSTREAM_*`` variables, plus ``settings``'s."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSTREAM_")}
-    for name, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, (list, dict)):
-            text = json.dumps(value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        env[f"JOBSTREAM_{name.upper()}"] = text
-    return env
+    return {**env, **settings.as_env(**overrides)}
 
 
 @dataclass

@@ -120,7 +120,12 @@ async def scalar(engine: AsyncEngine, sql: str, **params: Any) -> Any:
 
 
 async def topic_size(settings: Settings, topic: str) -> int:
-    """How many records ``topic`` holds (sum of end offsets; 0 if it does not exist)."""
+    """How many records ``topic`` holds (0 if it does not exist).
+
+    Tansu 0.6 answers ListOffsets(latest) with the base offset of the partition's last
+    record batch plus one, not the offset after its last record; so the end is read
+    off that last batch itself.
+    """
     from aiokafka import TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.require_kafka(), group_id=None)
@@ -132,7 +137,19 @@ async def topic_size(settings: Settings, topic: str) -> int:
             partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in partitions]
         ends = await consumer.end_offsets(tps) if tps else {}
-        return sum(ends.values())
+        last = {tp: end - 1 for tp, end in ends.items() if end > 0}
+        if not last:
+            return 0
+        consumer.assign(list(last))
+        for tp, offset in last.items():
+            consumer.seek(tp, offset)
+        exact = dict.fromkeys(last, 0)
+        deadline = time.monotonic() + 30
+        while min(exact.values()) == 0 and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                exact[tp] = max(exact[tp], *(r.offset + 1 for r in records))
+        assert min(exact.values()) > 0, f"could not read the last batch of {topic}"
+        return sum(exact.values())
     finally:
         await consumer.stop()
 

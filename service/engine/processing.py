@@ -36,10 +36,10 @@ from schemas.envelope import CloudEvent
 from schemas.registry import decode
 from service.config import Settings
 from service.engine import metrics, parking
-from service.engine.failures import Failure, Incoming, forward
+from service.engine.failures import Failure, Incoming, forward, forwarded_before
 from service.engine.faults import crash_point, injected
 from service.engine.parking import ParkKey
-from service.engine.retry import ErrorClass, RetryDecision, classify, decide
+from service.engine.retry import Decision, ErrorClass, RetryDecision, classify, decide
 from service.engine.uow import UnitOfWork
 from service.engine.workflow import Handler
 from service.logs import bind
@@ -251,6 +251,12 @@ class Processor:
             assert item.event is not None
             error_class = classify(exc, self.handler.retryable, self.handler.non_retryable)
             failure = Failure(error_class, exc, msg.attempt + 1, str(exc))
+            decision = decide(failure.attempt, error_class, self.delays, self.settings.retry_jitter)
+            if await self._decided_before(uow, msg, failure.attempt, decision):
+                # A redelivery of a failure decided before (its tier copy or dead letter
+                # exists): setting its key's head again would park the key for good.
+                outcomes[item.index] = Outcome.DUPLICATE
+                return
             key = item.park_key
             head = None
             if key is not None:
@@ -263,7 +269,6 @@ class Processor:
                 outcomes[item.index] = Outcome.PARKED
                 await uow.commit()
                 return
-            decision = decide(failure.attempt, error_class, self.delays, self.settings.retry_jitter)
             if isinstance(decision, RetryDecision):
                 if key is not None:
                     await parking.set_head(uow.conn, self.consumer, key, item.event.id)
@@ -294,6 +299,12 @@ class Processor:
                 if key is not None and head is not None:  # the head is gone: its key follows on
                     await self._drain(uow, key)
             await uow.commit()
+
+    async def _decided_before(
+        self, uow: UnitOfWork, msg: Incoming, attempt: int, decision: Decision
+    ) -> bool:
+        tier = decision.tier if isinstance(decision, RetryDecision) else None
+        return await forwarded_before(uow, self.settings, self.consumer, msg, attempt, tier)
 
     def _dead(self, uow: UnitOfWork, msg: Incoming, failure: Failure) -> None:
         topic = forward(uow, self.settings, self.consumer, msg, failure)
@@ -330,6 +341,8 @@ class Processor:
                 decision = decide(
                     failure.attempt, error_class, self.delays, self.settings.retry_jitter
                 )
+                if await self._decided_before(uow, item.msg, failure.attempt, decision):
+                    continue  # parked again by a redelivery; its failure was decided before
                 if isinstance(decision, RetryDecision):  # the new head; the rest keep waiting
                     await parking.set_head(uow.conn, self.consumer, key, event.id)
                     forward(

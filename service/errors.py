@@ -22,13 +22,25 @@ class NonRetryable(JobstreamError):
 
 
 class InvalidTransition(NonRetryable):
-    """A domain event that the aggregate's current state does not allow."""
+    """A domain event that the aggregate's current state does not allow.
 
-    def __init__(self, entity: str, entity_id: str, state: str | None, event_type: str) -> None:
+    ``event_id`` names the refused event when the raiser knows it (a batch handler
+    applying many): the engine then splits the failed batch right at that event.
+    """
+
+    def __init__(
+        self,
+        entity: str,
+        entity_id: str,
+        state: str | None,
+        event_type: str,
+        event_id: str | None = None,
+    ) -> None:
         self.entity = entity
         self.entity_id = entity_id
         self.state = state
         self.event_type = event_type
+        self.event_id = event_id
         super().__init__(
             f"{entity} {entity_id} is {state or 'absent'}: {event_type!r} is not allowed from there"
         )

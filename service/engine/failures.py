@@ -3,7 +3,8 @@
 The original bytes go, unchanged, into an outbox row of the transaction that made
 the decision (parking included), so the forward is committed or rolled back with
 it and the relay publishes it. The row id is derived from the message, its origin
-and the attempt: a redelivered message that fails again does not forward twice.
+and the attempt: a redelivered message that fails again does not forward twice,
+and finding that row tells the processing path the failure was decided before.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
+
 from service.config import Settings
+from service.db.tables import outbox
 from service.engine import topics
 from service.engine.retry import ErrorClass
 from service.engine.uow import UnitOfWork
@@ -124,6 +128,33 @@ def forward_id(consumer: str, msg: Incoming, attempt: int, target: str) -> str:
     return str(uuid.uuid5(FORWARD_NS, seed))
 
 
+def _target(settings: Settings, msg: Incoming, retry_tier: int | None) -> str:
+    source = topics.unprefixed(settings, msg.origin_topic)
+    if retry_tier is None:
+        return topics.dlq(settings, source)
+    return topics.retry(settings, source, retry_tier)
+
+
+async def forwarded_before(
+    uow: UnitOfWork,
+    settings: Settings,
+    consumer: str,
+    msg: Incoming,
+    attempt: int,
+    retry_tier: int | None,
+) -> bool:
+    """Did an earlier delivery of ``msg`` already make this very forward?
+
+    Then that failure was decided before: this is a redelivery (a crash before the
+    offset commit, a partition consumed again from an old offset) and the message's
+    history since (its tiers, the dead letter, the key's parking) is not ours to
+    start again.
+    """
+    fid = forward_id(consumer, msg, attempt, _target(settings, msg, retry_tier))
+    found = await uow.conn.execute(sa.select(outbox.c.id).where(outbox.c.event_id == fid))
+    return found.first() is not None
+
+
 def forward(
     uow: UnitOfWork,
     settings: Settings,
@@ -136,12 +167,9 @@ def forward(
 ) -> str:
     """Queue ``msg`` for retry tier ``retry_tier`` (due in ``delay_s``) or, if None, the DLQ."""
     now = time.time()
-    source = topics.unprefixed(settings, msg.origin_topic)
     headers = failure_headers(msg, failure, settings.group_id, now)
-    if retry_tier is None:
-        target = topics.dlq(settings, source)
-    else:
-        target = topics.retry(settings, source, retry_tier)
+    target = _target(settings, msg, retry_tier)
+    if retry_tier is not None:
         headers["x-due-at"] = f"{now + delay_s:.6f}"
     fid = forward_id(consumer, msg, failure.attempt, target)
     uow.forward(target, msg.value, msg.key_text, headers, fid)

@@ -59,7 +59,14 @@ def crash_point(settings: Settings, name: str) -> None:
 
 
 class InjectedFault(ConnectionError):
-    """A transient failure that a fault scenario asked for (retried, then exhausted)."""
+    """A transient failure that a fault scenario asked for (retried, then exhausted).
+
+    It names its event, as a handler's error may, so a batch is split right there.
+    """
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"injected failure for event {event_id}")
+        self.event_id = event_id
 
 
 async def injected(settings: Settings, events: Sequence[CloudEvent]) -> None:
@@ -71,4 +78,4 @@ async def injected(settings: Settings, events: Sequence[CloudEvent]) -> None:
     if settings.fault_fail_source is not None:
         for event in events:
             if event.source == settings.fault_fail_source:
-                raise InjectedFault(f"injected failure for event {event.id}")
+                raise InjectedFault(event.id)

@@ -4,14 +4,24 @@ A subscriber hands :meth:`Processor.process` a batch (one message in single mode
 The batch runs in one transaction: invalid messages are dead-lettered, messages
 whose key is parked behind a retried message are parked, duplicates are dropped by
 the inbox, and the rest go through the handler. If anything in the batch fails,
-the transaction is rolled back and the batch is split in halves, in order, down to
-the single message that fails; that one is routed by the retry policy (retry tier
-or dead letter) in a transaction of its own. The caller commits the Kafka offsets
-after this returns; an exception means "nothing decided, redeliver".
+the transaction is rolled back and the batch is split, in order, down to the single
+message that fails; that one is routed by the retry policy (retry tier or dead
+letter) in a transaction of its own. The caller commits the Kafka offsets after
+this returns; an exception means "nothing decided, redeliver".
+
+Where to split: if the error names the message it is about (an ``event_id``
+attribute: set on whatever one ``handle`` call raised, on an ``InvalidTransition``
+a batch handler raised for an event, on an injected fault), the batch is split
+right there: what came before it, then it alone, then what follows. Otherwise in
+halves. Any split into consecutive runs processed in order gives the same result,
+so naming only saves work: halving costs about two rolled-back transactions per
+level per failing message, which at 1 % poison in 500-message batches cut the
+throughput five-fold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -26,10 +36,10 @@ from schemas.envelope import CloudEvent
 from schemas.registry import decode
 from service.config import Settings
 from service.engine import metrics, parking
-from service.engine.failures import Failure, Incoming, forward
+from service.engine.failures import Failure, Incoming, forward, forwarded_before
 from service.engine.faults import crash_point, injected
 from service.engine.parking import ParkKey
-from service.engine.retry import ErrorClass, RetryDecision, classify, decide
+from service.engine.retry import Decision, ErrorClass, RetryDecision, classify, decide
 from service.engine.uow import UnitOfWork
 from service.engine.workflow import Handler
 from service.logs import bind
@@ -79,6 +89,24 @@ def _invalid_failure(item: _Item) -> Failure:
     )
 
 
+def _name(exc: BaseException, event_id: str) -> None:
+    """Say which message ``exc`` is about, unless it says so already."""
+    if getattr(exc, "event_id", None) is None:
+        with contextlib.suppress(AttributeError):  # an exception type with __slots__
+            exc.event_id = event_id  # type: ignore[attr-defined]
+
+
+def _named(items: list[_Item], exc: BaseException) -> int | None:
+    """The position in ``items`` of the message ``exc`` names, if it names one there."""
+    event_id = getattr(exc, "event_id", None)
+    if event_id is None:
+        return None
+    for at, item in enumerate(items):
+        if item.event is not None and item.event.id == event_id:
+            return at
+    return None
+
+
 class Processor:
     """Runs one handler for messages from its source topic and its retry tiers."""
 
@@ -109,12 +137,19 @@ class Processor:
         try:
             await self._apply(items, outcomes, from_tier)
         except Exception as exc:
-            if len(items) > 1:  # find the one that fails; its neighbours go through
-                middle = len(items) // 2
-                await self._run(items[:middle], outcomes, from_tier)
-                await self._run(items[middle:], outcomes, from_tier)
-            else:
+            if len(items) == 1:
                 await self._route(items[0], exc, outcomes, from_tier)
+                return
+            # Find the one that fails; its neighbours go through, in order.
+            at = _named(items, exc)
+            parts = (
+                [items[:at], items[at : at + 1], items[at + 1 :]]
+                if at is not None
+                else [items[: len(items) // 2], items[len(items) // 2 :]]
+            )
+            for part in parts:
+                if part:
+                    await self._run(part, outcomes, from_tier)
 
     async def _apply(self, items: list[_Item], outcomes: list[Outcome], from_tier: bool) -> None:
         """Everything in one transaction; raises if any message fails."""
@@ -190,7 +225,11 @@ class Processor:
         for event in events:
             uow.use(event)
             with bind(**_ids(event)):
-                await self.handler.handle(uow, event)
+                try:
+                    await self.handler.handle(uow, event)
+                except Exception as exc:
+                    _name(exc, event.id)
+                    raise
 
     async def _route(
         self, item: _Item, exc: BaseException, outcomes: list[Outcome], from_tier: bool
@@ -212,6 +251,12 @@ class Processor:
             assert item.event is not None
             error_class = classify(exc, self.handler.retryable, self.handler.non_retryable)
             failure = Failure(error_class, exc, msg.attempt + 1, str(exc))
+            decision = decide(failure.attempt, error_class, self.delays, self.settings.retry_jitter)
+            if await self._decided_before(uow, msg, failure.attempt, decision):
+                # A redelivery of a failure decided before (its tier copy or dead letter
+                # exists): setting its key's head again would park the key for good.
+                outcomes[item.index] = Outcome.DUPLICATE
+                return
             key = item.park_key
             head = None
             if key is not None:
@@ -224,7 +269,6 @@ class Processor:
                 outcomes[item.index] = Outcome.PARKED
                 await uow.commit()
                 return
-            decision = decide(failure.attempt, error_class, self.delays, self.settings.retry_jitter)
             if isinstance(decision, RetryDecision):
                 if key is not None:
                     await parking.set_head(uow.conn, self.consumer, key, item.event.id)
@@ -255,6 +299,12 @@ class Processor:
                 if key is not None and head is not None:  # the head is gone: its key follows on
                     await self._drain(uow, key)
             await uow.commit()
+
+    async def _decided_before(
+        self, uow: UnitOfWork, msg: Incoming, attempt: int, decision: Decision
+    ) -> bool:
+        tier = decision.tier if isinstance(decision, RetryDecision) else None
+        return await forwarded_before(uow, self.settings, self.consumer, msg, attempt, tier)
 
     def _dead(self, uow: UnitOfWork, msg: Incoming, failure: Failure) -> None:
         topic = forward(uow, self.settings, self.consumer, msg, failure)
@@ -291,6 +341,8 @@ class Processor:
                 decision = decide(
                     failure.attempt, error_class, self.delays, self.settings.retry_jitter
                 )
+                if await self._decided_before(uow, item.msg, failure.attempt, decision):
+                    continue  # parked again by a redelivery; its failure was decided before
                 if isinstance(decision, RetryDecision):  # the new head; the rest keep waiting
                     await parking.set_head(uow.conn, self.consumer, key, event.id)
                     forward(

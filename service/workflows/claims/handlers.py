@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from schemas.claims import MemberUpserted, TaskUpserted
 from schemas.envelope import CloudEvent
 from service.engine.uow import UnitOfWork
+from service.errors import InvalidTransition
 from service.workflows.claims import rules
 from service.workflows.claims.tables import claims, members, tasks
 
@@ -117,7 +118,11 @@ async def handle_batch(uow: UnitOfWork, events: Sequence[CloudEvent]) -> None:
     for event in lifecycle:
         claim_id: str = event.data.claim_id  # type: ignore[attr-defined]
         current = state.get(claim_id)
-        after = rules.apply(current, event)  # type: ignore[arg-type]
+        try:
+            after = rules.apply(current, event)  # type: ignore[arg-type]
+        except InvalidTransition as exc:
+            exc.event_id = event.id  # the engine splits the batch right here
+            raise
         state[claim_id] = after
         changes[claim_id] += 1
         uow.use(event)

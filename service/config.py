@@ -73,7 +73,10 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     kafka_max_poll_interval_ms: int = Field(
-        default=300_000, ge=1000, description="longest a handler may take before a rebalance"
+        default=300_000,
+        ge=1000,
+        description="a consumer must poll again within it or leave its group: a fetch is "
+        "decided within 60 % of it, a slower handler fails as HandlerTimeout (retried)",
     )
     kafka_fetch_max_wait_ms: int = Field(
         default=500,

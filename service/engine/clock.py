@@ -1,11 +1,15 @@
 """The clock: one tick per (schedule, slot) on ``jobs.ticks``, on time, across downtime.
 
 One clock is active (advisory lock); standbys take over within
-``clock_standby_retry_s``. The last slot emitted per schedule lives in
-``schedules``, so whoever holds the lock next continues from there: slots still
-inside the job's catch-up window are emitted in order, older ones become ``missed``
-runs. A schedule seen for the first time starts from now. Each pass also checks
-deadlines: a slot not succeeded by ``slot + deadline_s`` raises ``job.overdue`` once.
+``clock_standby_retry_s``. The lock lives in one database session: a clock checks
+that session right before it emits and stands down if it died (a standby may hold
+the lock by then), so two clocks never emit side by side. The last slot emitted per
+schedule lives in ``schedules``, so whoever holds the lock next continues from there
+(a tick sent but not yet recorded when its clock died is sent again by the next one;
+the tick id dedupes it): slots still inside the job's catch-up window are emitted in
+order, older ones become ``missed`` runs. A schedule seen for the first time starts
+from now. Each pass also checks deadlines: a slot not succeeded by
+``slot + deadline_s`` raises ``job.overdue`` once.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from service.engine.locks import AdvisoryLock
 from service.engine.metrics import JOB_RUNS, TICK_LATENESS
 from service.engine.records import derived_id
 from service.engine.schedule import Schedule, jitter_offset
-from service.engine.timesource import SystemTime, TimeSource
+from service.engine.timesource import SystemTime, TimeSource, wait_any
 from service.engine.workflow import Job, Scope
 
 log = logging.getLogger("jobstream.clock")
@@ -41,6 +45,10 @@ CLOCK_LOCK = 7_420_002
 MAX_SLOTS_PER_PASS = 1000
 
 Message = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
+
+
+class LockLost(Exception):
+    """The clock lock's session died: another clock may be active now."""
 
 
 class TickPublisher(Protocol):
@@ -111,25 +119,47 @@ class Clock:
         self.time = clock or SystemTime()
         self.on_emit = on_emit
         self.active = False
+        self._lock: AdvisoryLock | None = None
         self._scopes: dict[str, tuple[float, list[Scope]]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Wait for the clock lock (standby), then emit ticks until ``stop``."""
+        """Wait for the clock lock (standby), then emit ticks until ``stop``.
+
+        A clock whose lock session died (its connection was cut or terminated: the
+        lock went with it and a standby may hold it now) stands down before its next
+        emission, so two clocks never emit side by side; it competes for the lock again
+        after one standby period, which lets a standby with a healthy session go first.
+        """
         retry_s = self.settings.clock_standby_retry_s
-        async with AdvisoryLock(self.engine, CLOCK_LOCK, "clock", stop, retry_s) as held:
-            if not held:
-                return
-            self.active = True
+        while not stop.is_set():
+            lock = AdvisoryLock(self.engine, CLOCK_LOCK, "clock", stop, retry_s)
+            async with lock as held:
+                if not held:
+                    return
+                self.active, self._lock = True, lock
+                try:
+                    await self._tick_while_held(stop)
+                finally:
+                    self.active, self._lock = False, None
+            await wait_any(stop, limit_s=retry_s)
+
+    async def _tick_while_held(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             try:
-                while not stop.is_set():
-                    try:
-                        wake_at = await self.step()
-                    except Exception:
-                        log.exception("clock pass failed", extra={"action": "clock_error"})
-                        wake_at = self.time.now() + timedelta(seconds=self.settings.clock_poll_s)
-                    await self.time.sleep_until(wake_at, stop)
-            finally:
-                self.active = False
+                wake_at = await self.step()
+            except LockLost:
+                log.warning("clock lock lost: standing down", extra={"action": "clock_lock_lost"})
+                return
+            except Exception:
+                log.exception("clock pass failed", extra={"action": "clock_error"})
+                wake_at = self.time.now() + timedelta(seconds=self.settings.clock_poll_s)
+            await self.time.sleep_until(wake_at, stop)
+
+    async def _ensure_held(self) -> None:
+        """Raise :class:`LockLost` unless the lock is still ours (one round trip on its
+        connection); called right before anything is emitted or recorded."""
+        if self._lock is not None and not await self._lock.alive():
+            raise LockLost
 
     async def step(self) -> datetime:
         """One pass over every schedule; return when the next pass is due."""
@@ -233,6 +263,7 @@ class Clock:
             f"missed: the clock was not running at the slot and it is older than the "
             f"catch-up window ({w.job.catchup_window_s:g} s)"
         )
+        await self._ensure_held()
         recorded = datetime.now(UTC)
         rows = [
             {
@@ -259,6 +290,7 @@ class Clock:
     async def _emit(self, w: Wanted, due: list[datetime]) -> None:
         topic = self.settings.topic(JOBS_TICKS_TOPIC)
         ticks = [tick(self.settings, w, slot) for slot in due]
+        await self._ensure_held()
         await self.publisher.send_many((topic, t.to_json(), t.key.encode(), []) for t in ticks)
         acked = self.time.now()
         for t in ticks:

@@ -16,7 +16,7 @@ _SLOW = (0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 # -- messages (engine processing path)
 MESSAGES = Counter(
     "jobstream_messages_total",
-    "Messages handled by outcome (applied, duplicate, retried, dead_lettered, parked).",
+    "Messages handled by outcome (applied, duplicate, retried, dead_lettered, parked, rewound).",
     ["topic", "outcome"],
     registry=REGISTRY,
 )
@@ -50,6 +50,12 @@ RETRY_LATENESS = Histogram(
     "How long after its due time a retried message was handled (never negative).",
     ["topic"],
     buckets=_FAST,
+    registry=REGISTRY,
+)
+REBALANCES = Counter(
+    "jobstream_consumer_rebalances_total",
+    "Partition assignments this process received (one per group join or rebalance).",
+    ["group"],
     registry=REGISTRY,
 )
 CONSUMER_LAG = Gauge(

@@ -17,10 +17,22 @@ halves. Any split into consecutive runs processed in order gives the same result
 so naming only saves work: halving costs about two rolled-back transactions per
 level per failing message, which at 1 % poison in 500-message batches cut the
 throughput five-fold.
+
+Time is bounded by a deadline the caller derives from the consumer's poll-interval
+limit: a consumer that does not poll again within ``kafka_max_poll_interval_ms``
+leaves its group, its batch goes to another member, which blocks on the inbox rows
+of the still-running transaction and overruns in turn, and every member pays a
+rebalance. So the batch as a whole gets half of the time left; if it overruns, it
+is rolled back and its messages are decided one per transaction, the first with
+all the time left: a message that alone overruns is a slow handler and is routed
+as a transient failure (:class:`HandlerTimeout`: retry tiers, then a dead letter
+``exhausted`` with the reason). Messages left when the time is up are ``REWOUND``:
+not committed, the caller rewinds their partitions and they are fetched again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -55,6 +67,16 @@ class Outcome(StrEnum):
     PARKED = "parked"
     RETRIED = "retried"
     DEAD = "dead_lettered"
+    #: Not decided within the time budget: nothing committed, the offset is rewound.
+    REWOUND = "rewound"
+
+
+#: Share of the time left that a batch gets as a whole before one-by-one takes over.
+TOGETHER_SHARE = 0.5
+
+
+class HandlerTimeout(TimeoutError):
+    """A message's handler alone ran past the time a consumer may go without polling."""
 
 
 @dataclass
@@ -117,15 +139,71 @@ class Processor:
         self.consumer = handler.name
         self.delays = handler.retry_delays_s or tuple(settings.retry_delays_s)
 
-    async def process(self, msgs: Sequence[Incoming], *, from_tier: bool = False) -> list[Outcome]:
+    async def process(
+        self,
+        msgs: Sequence[Incoming],
+        *,
+        from_tier: bool = False,
+        deadline: float | None = None,
+        one_by_one: bool = False,
+    ) -> list[Outcome]:
+        """Decide ``msgs``; ``deadline`` (event-loop time) bounds the work, see the module
+        docstring; ``one_by_one``: one transaction per message."""
         items = [self._decode(i, m) for i, m in enumerate(msgs)]
-        outcomes: list[Outcome] = [Outcome.DUPLICATE] * len(items)
+        decided: list[Outcome | None] = [None] * len(items)
         started = time.perf_counter()
-        await self._run(items, outcomes, from_tier)
+        if deadline is None and not one_by_one:
+            await self._run(items, decided, from_tier)
+        else:
+            await self._within(items, decided, from_tier, deadline, together=not one_by_one)
         metrics.HANDLER_SECONDS.labels(self.handler.topic).observe(time.perf_counter() - started)
+        outcomes = [Outcome.REWOUND if o is None else o for o in decided]
         for outcome in outcomes:
             metrics.MESSAGES.labels(self.handler.topic, outcome.value).inc()
         return outcomes
+
+    async def _within(
+        self,
+        items: list[_Item],
+        outcomes: list[Outcome | None],
+        from_tier: bool,
+        deadline: float | None,
+        *,
+        together: bool,
+    ) -> None:
+        """Decide what the time allows: the batch at once, else one message at a time."""
+        loop = asyncio.get_running_loop()
+        rest = items
+        if together and len(items) > 1:
+            assert deadline is not None
+            first_try = loop.time() + (deadline - loop.time()) * TOGETHER_SHARE
+            try:
+                async with asyncio.timeout_at(first_try):
+                    await self._run(items, outcomes, from_tier)
+                return
+            except TimeoutError:
+                rest = [it for it in items if outcomes[it.index] is None]
+                log.warning(
+                    "batch over its time budget: one message per transaction",
+                    extra={"action": "slow_batch", "topic": self.handler.topic, "left": len(rest)},
+                )
+        for n, item in enumerate(rest):
+            if n and deadline is not None and loop.time() >= deadline:
+                return  # the rest are fetched again
+            started = loop.time()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._run([item], outcomes, from_tier)
+            except TimeoutError:
+                if n:  # it did not have the whole budget: fetched again, first in line
+                    return
+                limit = loop.time() - started
+                slow = HandlerTimeout(
+                    f"handler still running after {limit:.1f} s, its share of "
+                    "kafka_max_poll_interval_ms (a consumer that does not poll again within "
+                    "that interval leaves its group)"
+                )
+                await self._route(item, slow, outcomes, from_tier)
 
     def _decode(self, index: int, msg: Incoming) -> _Item:
         try:
@@ -133,7 +211,9 @@ class Processor:
         except ValidationError as exc:
             return _Item(index, msg, None, exc)
 
-    async def _run(self, items: list[_Item], outcomes: list[Outcome], from_tier: bool) -> None:
+    async def _run(
+        self, items: list[_Item], outcomes: list[Outcome | None], from_tier: bool
+    ) -> None:
         try:
             await self._apply(items, outcomes, from_tier)
         except Exception as exc:
@@ -151,19 +231,25 @@ class Processor:
                 if part:
                     await self._run(part, outcomes, from_tier)
 
-    async def _apply(self, items: list[_Item], outcomes: list[Outcome], from_tier: bool) -> None:
-        """Everything in one transaction; raises if any message fails."""
+    async def _apply(
+        self, items: list[_Item], outcomes: list[Outcome | None], from_tier: bool
+    ) -> None:
+        """Everything in one transaction; raises if any message fails.
+
+        ``outcomes`` are written only once the transaction committed: an item without
+        one was not decided (its effects, if any, were rolled back)."""
+        decided: dict[int, Outcome] = {}
         async with UnitOfWork(self.engine, self.settings.topic_prefix, self.settings) as uow:
             valid: list[_Item] = []
             for item in items:
                 if item.invalid is not None:
                     self._dead(uow, item.msg, _invalid_failure(item))
-                    outcomes[item.index] = Outcome.DEAD
+                    decided[item.index] = Outcome.DEAD
                 else:
                     valid.append(item)
             keyed = [it.park_key for it in valid if it.park_key]
             parked = await parking.heads(uow.conn, self.consumer, keyed, exclusive=from_tier)
-            candidates = await self._triage(uow, valid, parked, outcomes, from_tier)
+            candidates = await self._triage(uow, valid, parked, decided, from_tier)
             fresh = await uow.claim_messages(self.consumer, [it.event.id for it in candidates])  # type: ignore[union-attr]
             todo: list[_Item] = []
             for item in candidates:
@@ -172,15 +258,17 @@ class Processor:
                     fresh.discard(item.event.id)  # a second copy inside the batch is a duplicate
                     todo.append(item)
                 else:
-                    outcomes[item.index] = Outcome.DUPLICATE
+                    decided[item.index] = Outcome.DUPLICATE
             await self._handle(uow, [it.event for it in todo if it.event is not None])
             for item in todo:
-                outcomes[item.index] = Outcome.APPLIED
+                decided[item.index] = Outcome.APPLIED
                 key = item.park_key
                 if from_tier and key is not None and key in parked:
                     await self._drain(uow, key)
             crash_point(self.settings, "processing.before_commit")
             await uow.commit()
+            for index, outcome in decided.items():
+                outcomes[index] = outcome
         crash_point(self.settings, "processing.after_commit")
         if log.isEnabledFor(logging.DEBUG):
             for item in todo:
@@ -195,7 +283,7 @@ class Processor:
         uow: UnitOfWork,
         valid: list[_Item],
         parked: dict[ParkKey, str],
-        outcomes: list[Outcome],
+        decided: dict[int, Outcome],
         from_tier: bool,
     ) -> list[_Item]:
         """Park what waits behind a retried message of its key; return the rest."""
@@ -211,10 +299,10 @@ class Processor:
                 if from_tier:
                     candidates.append(item)
                 else:
-                    outcomes[item.index] = Outcome.DUPLICATE
+                    decided[item.index] = Outcome.DUPLICATE
             else:
                 await parking.park(uow.conn, self.consumer, key, item.msg, item.event.id)
-                outcomes[item.index] = Outcome.PARKED
+                decided[item.index] = Outcome.PARKED
         return candidates
 
     async def _handle(self, uow: UnitOfWork, events: list[CloudEvent]) -> None:
@@ -232,73 +320,64 @@ class Processor:
                     raise
 
     async def _route(
-        self, item: _Item, exc: BaseException, outcomes: list[Outcome], from_tier: bool
+        self, item: _Item, exc: BaseException, outcomes: list[Outcome | None], from_tier: bool
     ) -> None:
         """One message failed: retry tier or dead letter, with parking, in one transaction."""
         with bind(**(_ids(item.event) if item.event else {"offset": item.msg.offset})):
-            await self._route_bound(item, exc, outcomes, from_tier)
+            async with UnitOfWork(self.engine, self.settings.topic_prefix, self.settings) as uow:
+                outcome = await self._failed(uow, item, exc)
+                await uow.commit()
+                outcomes[item.index] = outcome
 
-    async def _route_bound(
-        self, item: _Item, exc: BaseException, outcomes: list[Outcome], from_tier: bool
-    ) -> None:
+    async def _failed(self, uow: UnitOfWork, item: _Item, exc: BaseException) -> Outcome:
         msg = item.msg
-        async with UnitOfWork(self.engine, self.settings.topic_prefix, self.settings) as uow:
-            if item.invalid is not None:
-                self._dead(uow, msg, _invalid_failure(item))
-                outcomes[item.index] = Outcome.DEAD
-                await uow.commit()
-                return
-            assert item.event is not None
-            error_class = classify(exc, self.handler.retryable, self.handler.non_retryable)
-            failure = Failure(error_class, exc, msg.attempt + 1, str(exc))
-            decision = decide(failure.attempt, error_class, self.delays, self.settings.retry_jitter)
-            if await self._decided_before(uow, msg, failure.attempt, decision):
-                # A redelivery of a failure decided before (its tier copy or dead letter
-                # exists): setting its key's head again would park the key for good.
-                outcomes[item.index] = Outcome.DUPLICATE
-                return
-            key = item.park_key
-            head = None
+        if item.invalid is not None:
+            self._dead(uow, msg, _invalid_failure(item))
+            return Outcome.DEAD
+        assert item.event is not None
+        error_class = classify(exc, self.handler.retryable, self.handler.non_retryable)
+        failure = Failure(error_class, exc, msg.attempt + 1, str(exc))
+        decision = decide(failure.attempt, error_class, self.delays, self.settings.retry_jitter)
+        if await self._decided_before(uow, msg, failure.attempt, decision):
+            # A redelivery of a failure decided before (its tier copy or dead letter
+            # exists): setting its key's head again would park the key for good.
+            return Outcome.DUPLICATE
+        key = item.park_key
+        head = None
+        if key is not None:
+            head = (await parking.heads(uow.conn, self.consumer, [key], exclusive=True)).get(key)
+        if head is not None and head != item.event.id:
+            # Another message of this key is already waiting in a tier: queue behind it.
+            await parking.park(uow.conn, self.consumer, key, msg, item.event.id)  # type: ignore[arg-type]
+            return Outcome.PARKED
+        if isinstance(decision, RetryDecision):
             if key is not None:
-                head = (await parking.heads(uow.conn, self.consumer, [key], exclusive=True)).get(
-                    key
-                )
-            if head is not None and head != item.event.id:
-                # Another message of this key is already waiting in a tier: queue behind it.
-                await parking.park(uow.conn, self.consumer, key, msg, item.event.id)  # type: ignore[arg-type]
-                outcomes[item.index] = Outcome.PARKED
-                await uow.commit()
-                return
-            if isinstance(decision, RetryDecision):
-                if key is not None:
-                    await parking.set_head(uow.conn, self.consumer, key, item.event.id)
-                topic = forward(
-                    uow,
-                    self.settings,
-                    self.consumer,
-                    msg,
-                    failure,
-                    retry_tier=decision.tier,
-                    delay_s=decision.delay_s,
-                )
-                metrics.RETRIES.labels(self.handler.topic, str(decision.tier)).inc()
-                outcomes[item.index] = Outcome.RETRIED
-                log.warning(
-                    "retrying message",
-                    extra={
-                        "action": "retry",
-                        "topic": topic,
-                        "attempt": failure.attempt,
-                        "error": repr(exc),
-                    },
-                )
-            else:
-                failure = Failure(decision.error_class, exc, failure.attempt, failure.message)
-                self._dead(uow, msg, failure)
-                outcomes[item.index] = Outcome.DEAD
-                if key is not None and head is not None:  # the head is gone: its key follows on
-                    await self._drain(uow, key)
-            await uow.commit()
+                await parking.set_head(uow.conn, self.consumer, key, item.event.id)
+            topic = forward(
+                uow,
+                self.settings,
+                self.consumer,
+                msg,
+                failure,
+                retry_tier=decision.tier,
+                delay_s=decision.delay_s,
+            )
+            metrics.RETRIES.labels(self.handler.topic, str(decision.tier)).inc()
+            log.warning(
+                "retrying message",
+                extra={
+                    "action": "retry",
+                    "topic": topic,
+                    "attempt": failure.attempt,
+                    "error": repr(exc),
+                },
+            )
+            return Outcome.RETRIED
+        failure = Failure(decision.error_class, exc, failure.attempt, failure.message)
+        self._dead(uow, msg, failure)
+        if key is not None and head is not None:  # the head is gone: its key follows on
+            await self._drain(uow, key)
+        return Outcome.DEAD
 
     async def _decided_before(
         self, uow: UnitOfWork, msg: Incoming, attempt: int, decision: Decision

@@ -10,6 +10,12 @@ matter: each polls the broker even when idle.
 Offsets are committed (``ack``) only after the processing path returned; if it
 raised (database or broker unreachable) the batch is rewound (``nack``) and retried
 after a growing pause, so an outage stalls the worker instead of losing anything.
+
+A fetch must be decided before the consumer has to poll again: each one gets
+``POLL_BUDGET`` of ``kafka_max_poll_interval_ms`` (see the processing module for how
+a slow batch or handler is cut short); what is not decided by then is rewound on its
+partitions, the rest committed, and the consumer polls again in time instead of
+being dropped from its group.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -44,6 +51,9 @@ MAX_BACKOFF_S = 5.0
 #: ~6 batches of 500 in a row while the others waited (23 s behind a poison flood in
 #: the fault suite); at 128 KiB a batch spans every partition that has messages.
 PARTITION_FETCH_BYTES = 128 * 1024
+#: Share of kafka_max_poll_interval_ms in which a fetch is decided; the rest is margin
+#: for routing a slow message, committing the offsets and fetching again.
+POLL_BUDGET = 0.6
 #: Retry-tier fetches come back quickly, so a partition resumed at its due time is read soon.
 RETRY_FETCH_WAIT_MS = 50
 
@@ -58,6 +68,23 @@ def incoming(record: ConsumerRecord[Any, Any]) -> Incoming:
         headers=dict(record.headers or ()),
         timestamp_ms=record.timestamp,
     )
+
+
+class AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Logs and counts each partition assignment: a join, or a rebalance of the group."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        metrics.REBALANCES.labels(self.group).inc()
+        log.info(
+            "partitions assigned",
+            extra={"action": "assigned", "group": self.group, "partitions": len(assigned)},
+        )
 
 
 async def _no_decode(message: KafkaMessage) -> None:
@@ -113,8 +140,10 @@ class Worker:
 
     def _options(self, group: str | None) -> dict[str, Any]:
         gid = self.settings.group_id
+        group_id = gid if group is None else f"{gid}.{group}"
         return {
-            "group_id": gid if group is None else f"{gid}.{group}",
+            "group_id": group_id,
+            "listener": AssignmentLog(group_id),
             "auto_offset_reset": "earliest",
             "session_timeout_ms": self.settings.kafka_session_timeout_ms,
             "heartbeat_interval_ms": self.settings.kafka_heartbeat_interval_ms,
@@ -141,7 +170,8 @@ class Worker:
         async def consume(body: Any, message: KafkaMessage) -> None:
             records = message.raw_message
             assert isinstance(records, tuple)
-            await self._settle(message, self._dispatch(by_topic, records))
+            work = self._dispatch(by_topic, records, self._deadline())
+            await self._settle(message, work, records)
 
         self.broker.subscriber(
             *by_topic,
@@ -153,30 +183,41 @@ class Worker:
             **self._options(group),
         )(consume)
 
+    def _deadline(self) -> float:
+        """When the fetch taken now must be decided (event-loop time)."""
+        budget = self.settings.kafka_max_poll_interval_ms / 1000 * POLL_BUDGET
+        return asyncio.get_running_loop().time() + budget
+
     async def _dispatch(
-        self, by_topic: dict[str, Processor], records: tuple[ConsumerRecord[Any, Any], ...]
+        self,
+        by_topic: dict[str, Processor],
+        records: tuple[ConsumerRecord[Any, Any], ...],
+        deadline: float,
     ) -> list[Outcome]:
-        """Each handler's share of a fetch, handlers side by side, each in partition order."""
-        per_topic: dict[str, list[Incoming]] = {}
-        for record in records:
-            per_topic.setdefault(record.topic, []).append(incoming(record))
+        """Each handler's share of a fetch, handlers side by side, each in partition order;
+        returns the outcome of each record, in the order of ``records``."""
+        per_topic: dict[str, list[int]] = {}
+        for position, record in enumerate(records):
+            per_topic.setdefault(record.topic, []).append(position)
         results = await asyncio.gather(
-            *(self._handle(by_topic[topic], msgs) for topic, msgs in per_topic.items()),
+            *(
+                by_topic[topic].process(
+                    [incoming(records[i]) for i in positions],
+                    deadline=deadline,
+                    one_by_one=not (
+                        by_topic[topic].handler.batch and self.settings.consume_batches
+                    ),
+                )
+                for topic, positions in per_topic.items()
+            ),
             return_exceptions=True,
         )
-        outcomes: list[Outcome] = []
-        for result in results:
+        outcomes: list[Outcome] = [Outcome.REWOUND] * len(records)
+        for positions, result in zip(per_topic.values(), results, strict=True):
             if isinstance(result, BaseException):
                 raise result  # after every handler finished: nothing still runs on a rewind
-            outcomes.extend(result)
-        return outcomes
-
-    async def _handle(self, processor: Processor, msgs: list[Incoming]) -> list[Outcome]:
-        if processor.handler.batch and self.settings.consume_batches:
-            return await processor.process(msgs)
-        outcomes: list[Outcome] = []
-        for msg in msgs:  # one message per transaction
-            outcomes.extend(await processor.process([msg]))
+            for position, outcome in zip(positions, result, strict=True):
+                outcomes[position] = outcome
         return outcomes
 
     def _subscribe_tiers(self) -> None:
@@ -200,7 +241,8 @@ class Worker:
                 return
             processor = by_tier[record.topic]
             metrics.RETRY_LATENESS.labels(processor.handler.topic).observe(-wait)
-            await self._settle(message, processor.process([msg], from_tier=True))
+            work = processor.process([msg], from_tier=True, deadline=self._deadline())
+            await self._settle(message, work, (record,))
 
         wait = min(self.settings.kafka_fetch_max_wait_ms, RETRY_FETCH_WAIT_MS)
         tier_opts = {**self._options("retry"), "fetch_max_wait_ms": wait}
@@ -231,8 +273,17 @@ class Worker:
             # seek to where it stands, which wakes the fetcher now instead of at its next poll
             consumer.seek(tp, consumer._subscription.assignment[tp].position)
 
-    async def _settle(self, message: KafkaMessage, work: Awaitable[Any]) -> None:
-        """Commit the offsets once the work is done; rewind and back off if it failed."""
+    async def _settle(
+        self,
+        message: KafkaMessage,
+        work: Awaitable[Any],
+        records: Sequence[ConsumerRecord[Any, Any]] = (),
+    ) -> None:
+        """Commit the offsets once the work is done; rewind and back off if it failed.
+
+        ``work`` may return the outcome of each of ``records``: the partitions of those
+        ``REWOUND`` (not decided in time) are rewound to the first of them before the
+        commit, so they are fetched again and nothing after them counts as done."""
         try:
             result = await work
         except Exception:
@@ -248,7 +299,30 @@ class Worker:
         self._failures = 0
         if isinstance(result, list):
             self.outcomes.update(result)
+            self._rewind(message, records, result)
         await message.ack()
+
+    @staticmethod
+    def _rewind(
+        message: KafkaMessage, records: Sequence[ConsumerRecord[Any, Any]], outcomes: list[Any]
+    ) -> None:
+        earliest: dict[TopicPartition, int] = {}
+        for record, outcome in zip(records, outcomes, strict=False):
+            if outcome is Outcome.REWOUND:
+                tp = TopicPartition(record.topic, record.partition)
+                earliest[tp] = min(earliest.get(tp, record.offset), record.offset)
+        if not earliest:
+            return
+        consumer: AIOKafkaConsumer = message.consumer
+        for tp, offset in earliest.items():
+            # The commit below then stops there. A partition revoked meanwhile is not
+            # committed by us at all: its new owner reads from the last commit.
+            with contextlib.suppress(IllegalStateError, AssertionError):
+                consumer.seek(tp, offset)
+        log.info(
+            "undecided messages rewound",
+            extra={"action": "rewind", "partitions": len(earliest)},
+        )
 
     def all_topics(self) -> list[str]:
         return [t for h in self.handlers for t in handler_topics(self.settings, h)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.jobs import JobTick
 from service.app import Runtime
 from service.config import Settings
-from service.engine.clock import Clock
+from service.engine.clock import CLOCK_LOCK, Clock
 from service.engine.timesource import FakeTime
 from service.engine.workflow import Workflow
 from tests.helpers import wait_for
@@ -215,3 +216,49 @@ async def test_scoped_jobs_tick_each_scope_in_its_own_timezone(
     got = sorted((t.data.scope, t.data.slot.hour, t.key) for t in recorder.ticks)
     assert got == [("eu", 7, "test.morning"), ("us", 13, "test.morning")]
     assert len({t.id for t in recorder.ticks}) == 2
+
+
+async def test_a_clock_whose_lock_session_dies_stands_down_for_the_standby(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """The lock lives in one session: when PostgreSQL ends it (a restart, a network cut,
+    pg_terminate_backend), a standby acquires the lock at once, so the clock that had it
+    must stop emitting before its next tick, or both clocks emit every slot."""
+    job = recording_job("test.cut", "*/15 * * * *")
+    t0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    fake = FakeTime(t0)
+    s = settings.with_overrides(clock_standby_retry_s=0.1)
+    seen_a, seen_b = Recorder(), Recorder()
+    clock_a, clock_b = Clock(engine, [job], s, seen_a, fake), Clock(engine, [job], s, seen_b, fake)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(clock_a.run(stop))]
+    try:
+
+        async def a_ticking() -> bool:
+            return clock_a.active and await last_slot(engine, job.name) == t0
+
+        await wait_for(a_ticking, what="clock a active")
+        pid = await scalar(
+            engine,
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = :k"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            k=CLOCK_LOCK,
+        )
+        assert await scalar(engine, "SELECT pg_terminate_backend(:p)", p=pid)
+        tasks.append(asyncio.create_task(clock_b.run(stop)))
+
+        async def b_active() -> bool:
+            return clock_b.active
+
+        await wait_for(b_active, what="clock b taking the lock")
+        fake.set(t0 + QUARTER)  # both wake for the 10:15 slot
+
+        async def b_emitted_and_a_stood_down() -> bool:
+            return len(seen_b.ticks) == 1 and not clock_a.active
+
+        await wait_for(b_emitted_and_a_stood_down, what="b emitting, a standing down")
+        assert seen_a.ticks == []  # a never emitted again
+        assert [t.data.slot for t in seen_b.ticks] == [t0 + QUARTER]
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -174,3 +176,35 @@ def claim_stream(
             queues[i] = queues[-1]
             queues.pop()
     return Stream(entries, expected, valid)
+
+
+@dataclass
+class Tally:
+    """A cheap oracle for a stream too long to check event by event (see ``claim_chunks``):
+    how many claims, how many valid events, and how many claims end in each status."""
+
+    claims: int = 0
+    events: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+
+    def add(self, stream: Stream) -> None:
+        self.claims += len(stream.expected)
+        self.events += len(stream.valid)
+        self.by_status.update(status for status, _ in stream.expected.values())
+
+
+def claim_chunks(
+    events: int, *, chunk: int = 50_000, seed: int = 0, prefix: str = "c"
+) -> Iterator[Stream]:
+    """``claim_stream`` of about ``events`` valid events, made ``chunk`` events at a time.
+
+    Each chunk is a stream of claims of its own (claim ids ``{prefix}{k}-{n}``), so
+    per-key order holds when the chunks are published one after another, and memory
+    holds one chunk however long the stream is (a million events at once would cost
+    the test process several hundred MB)."""
+    made, k = 0, 0
+    while made < events:
+        part = claim_stream(min(chunk, events - made), seed=seed + k, prefix=f"{prefix}{k}")
+        made += len(part.valid)
+        k += 1
+        yield part

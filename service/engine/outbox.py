@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,6 +67,10 @@ class RelayStats:
     batches: int = 0
 
 
+class LockLost(Exception):
+    """The relay's advisory-lock session died: another relay may be publishing now."""
+
+
 class Relay:
     def __init__(self, engine: AsyncEngine, publisher: Publisher, settings: Settings) -> None:
         self.engine = engine
@@ -75,14 +79,20 @@ class Relay:
         self.stats = RelayStats()
         self._known_topics: set[str] = set()
 
-    async def publish_batch(self) -> int:
-        """Publish one batch of unpublished rows in id order; return how many."""
+    async def publish_batch(self, holds_lock: Callable[[], Awaitable[bool]] | None = None) -> int:
+        """Publish one batch of unpublished rows in id order; return how many.
+
+        ``holds_lock`` is asked right before the batch goes out: a relay whose lock
+        session died must not publish beside the one that took over (per-key order).
+        """
         async with self.engine.begin() as conn:
             rows = (
                 await conn.execute(SELECT_BATCH, {"limit": self.settings.relay_batch_size})
             ).all()
             if not rows:
                 return 0
+            if holds_lock is not None and not await holds_lock():
+                raise LockLost
             messages = []
             for row in rows:
                 headers = [(k, str(v).encode()) for k, v in json.loads(row.headers).items()]
@@ -146,7 +156,9 @@ class Relay:
                 await self._measure_backlog()
             wake.clear()  # a commit notified from here on is in this batch or wakes the next
             try:
-                count = await self.publish_batch()
+                count = await self.publish_batch(lock.alive)
+            except LockLost:
+                return  # another relay may hold it now; compete for it again
             except Exception:
                 log.exception("relay batch failed", extra={"action": "relay_error"})
                 count = 0

@@ -14,7 +14,7 @@ from service.config import Settings
 from service.db.migrate import ensure_at_head
 from service.engine.kafka import KafkaPublisher, ensure_topics
 from service.engine.locks import AdvisoryLock
-from service.engine.outbox import Relay
+from service.engine.outbox import LockLost, Relay
 from service.errors import ConfigError
 from tests.helpers import consume_all
 
@@ -60,6 +60,36 @@ async def test_lower_id_committed_later_is_still_published(
         await publisher.stop()
     records = await consume_all(settings, topic, 2)
     assert sorted(json.loads(r.value)["n"] for r in records) == [1, 2]
+
+
+async def test_a_relay_that_lost_its_lock_publishes_nothing(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    topic = settings.topic("lost.out")
+    await ensure_topics(settings, [topic])
+    async with engine.begin() as conn:
+        await conn.execute(
+            INSERT, {"id": str(uuid.uuid4()), "topic": topic, "key": "a", "payload": "{}"}
+        )
+    publisher = KafkaPublisher(settings)
+    await publisher.start()
+    relay = Relay(engine, publisher, settings)
+    asked: list[bool] = []
+
+    async def lost() -> bool:
+        asked.append(False)
+        return False
+
+    async def held() -> bool:
+        return True
+
+    try:
+        with pytest.raises(LockLost):
+            await relay.publish_batch(lost)
+        assert asked == [False]  # asked once, right before sending
+        assert await relay.publish_batch(held) == 1  # the row was left for the lock holder
+    finally:
+        await publisher.stop()
 
 
 async def test_one_lock_holder_and_a_standby_takes_over(engine: AsyncEngine) -> None:

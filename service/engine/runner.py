@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service.config import Settings
 from service.db.tables import job_runs
 from service.engine import job_failures
+from service.engine.faults import crash_point
 from service.engine.joblocks import WORKER, overlaps, release, try_lock, wait_lock
 from service.engine.jobs import RunOutcome
 from service.engine.metrics import JOB_RUNS, JOB_SECONDS
@@ -132,6 +133,7 @@ async def _run_and_succeed(
         )
         if done.first() is None:
             raise LostRun(f"run {run.id} was recovered as stalled while it ran")
+        crash_point(ctx.settings, "jobs.before_commit")
     return result
 
 

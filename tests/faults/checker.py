@@ -183,3 +183,86 @@ async def _waiting(engine: AsyncEngine, settings: Settings, decided: set[str], v
     if unpublished[0][0]:
         v.lost.append(f"{unpublished[0][0]} outbox rows never published")
     return tier_copies
+
+
+@dataclass
+class Delivery:
+    """What a downstream consumer of one outbound topic saw, against the outbox.
+
+    - lost: an outbox row never delivered;
+    - out_of_order: a key whose events, after dropping repeats by event id (keeping
+      the first copy), are not in outbox-id order;
+    - unexpected: a record that no outbox row explains (or under the wrong key);
+    - duplicates: records beyond the first copy of each event (at-least-once repeats).
+    """
+
+    rows: int = 0
+    records: int = 0
+    duplicates: int = 0
+    lost: list[str] = field(default_factory=list)
+    out_of_order: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.out_of_order or self.unexpected)
+
+    @property
+    def figures(self) -> dict[str, int]:
+        return {
+            "rows": self.rows,
+            "records_seen": self.records,
+            "duplicates_seen": self.duplicates,
+            "lost": len(self.lost),
+            "out_of_order": len(self.out_of_order),
+            "unexpected": len(self.unexpected),
+        }
+
+    def __str__(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.figures.items()]
+        for name in ("lost", "out_of_order", "unexpected"):
+            items = getattr(self, name)
+            if items:
+                parts.append(f"{name} e.g. {items[:5]}")
+        return ", ".join(parts)
+
+
+async def deliveries(
+    engine: AsyncEngine, settings: Settings, topic: str, timeout: float = 120
+) -> Delivery:
+    """Read all of ``topic`` (prefixed name) from offset 0 and compare it with its outbox rows."""
+    rows = await _rows(
+        engine,
+        "SELECT event_id::text AS event_id, key FROM outbox WHERE topic = :t ORDER BY id",
+        t=topic,
+    )
+    expected: dict[str | None, list[str]] = {}
+    key_of: dict[str, str | None] = {}
+    for row in rows:
+        expected.setdefault(row.key, []).append(row.event_id)
+        key_of[row.event_id] = row.key
+    size = await topic_size(settings, topic)
+    records = await consume_all(settings, topic, size, timeout=timeout) if size else []
+    d = Delivery(rows=len(rows), records=len(records))
+    seen: dict[str | None, list[str]] = {}
+    first: set[str] = set()
+    for record in records:  # one key lives on one partition, read in offset order
+        key = record.key.decode() if record.key is not None else None
+        try:
+            event_id = str(json.loads(record.value)["id"])
+        except (ValueError, KeyError, TypeError):
+            d.unexpected.append(f"undecodable record at offset {record.offset}")
+            continue
+        if event_id not in key_of or key_of[event_id] != key:
+            d.unexpected.append(f"record {event_id} under key {key!r}")
+        elif event_id in first:
+            d.duplicates += 1
+        else:
+            first.add(event_id)
+            seen.setdefault(key, []).append(event_id)
+    d.lost = [e for e in key_of if e not in first]
+    for key, order in expected.items():
+        got = seen.get(key, [])
+        if got != [e for e in order if e in first]:
+            d.out_of_order.append(f"key {key}: {got[:6]} vs outbox {order[:6]}")
+    return d

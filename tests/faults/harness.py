@@ -15,15 +15,17 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.claims import CLAIMS_INBOUND_TOPIC
 from service.config import Settings
 from service.engine.kafka import KafkaPublisher
-from tests.faults.stream import Entry
+from tests.faults.stream import Entry, Stream
 from tests.helpers import scalar
 
 
@@ -172,3 +174,110 @@ async def publish_stream(
             )
     finally:
         await pub.stop()
+
+
+async def jobstream(
+    settings: Settings, *args: str, timeout: float = 300, **overrides: Any
+) -> tuple[int, str]:
+    """Run ``jobstream ARGS`` in a child process with ``settings`` (plus ``overrides``).
+
+    Returns (exit code, output); a process killed by a crash point exits with -SIGKILL.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service.cli.main",
+        *args,
+        env={**settings_env(settings, **overrides), "COLUMNS": "250"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode if proc.returncode is not None else 0, out.decode(errors="replace")
+
+
+RELEASE_JOB = "claims.release-orphaned"
+#: The first slot of the release rounds (a job takes its slot as its now).
+RELEASE_BASE = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+async def orphan_claims(
+    engine: AsyncEngine, claims: int, *, prefix: str = "o", now: datetime = RELEASE_BASE
+) -> list[str]:
+    """``claims`` claims under review since ten days before ``now`` (orphaned); their ids."""
+    ids = [f"{prefix}-{i:06}" for i in range(claims)]
+    at = now - timedelta(days=10)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO claims (id, task_id, member_id, status, reviewer_id, submitted_at,"
+                " review_started_at, updated_at) SELECT id, 'task-' || id, 'm-' || id,"
+                " 'under_review', 'r-' || id, :at, :at, :at FROM unnest(CAST(:ids AS text[])) id"
+            ),
+            {"ids": ids, "at": at},
+        )
+    return ids
+
+
+async def release_rounds(
+    engine: AsyncEngine,
+    settings: Settings,
+    claims: int,
+    rounds: int,
+    *,
+    prefix: str = "o",
+    first_round: int = 0,
+) -> int:
+    """Outbox rows written by the real release-orphaned job, ``rounds`` rows per key.
+
+    ``claims`` claims are orphaned and released ``rounds`` times (each round puts
+    them back under review, then runs the job for the next day's slot), so each
+    key gets one ``claim.timeout_released`` row per round, in outbox-id order.
+    ``first_round`` > 0 continues an earlier call (same claims, later slots). Returns how
+    many rows the job wrote.
+    """
+    from service.app import Runtime
+
+    ids = [f"{prefix}-{i:06}" for i in range(claims)]
+    if first_round == 0:
+        await orphan_claims(engine, claims, prefix=prefix)
+    rt = Runtime(settings, engine)
+    total = 0
+    for r in range(first_round, first_round + rounds):
+        now = RELEASE_BASE + timedelta(days=r)
+        if r:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text(
+                        "UPDATE claims SET status = 'under_review', reviewer_id = 'r-' || id,"
+                        " review_started_at = :at, updated_at = :at"
+                        " WHERE id = ANY(CAST(:ids AS text[]))"
+                    ),
+                    {"ids": ids, "at": now - timedelta(days=10)},
+                )
+        outcome = await rt.run_job(RELEASE_JOB, now=now, actor="faults")
+        assert outcome.status == "succeeded" and outcome.result is not None, outcome
+        assert outcome.result.affected == claims, outcome.result.affected
+        total += outcome.result.affected
+    return total
+
+
+async def settle(
+    engine: AsyncEngine, settings: Settings, stream: Stream, *, timeout: float, cluster: Cluster
+) -> None:
+    """Wait until ``stream`` has settled; on timeout fail with the checker's verdict so far."""
+    from tests.faults.checker import check, settled
+
+    async def done() -> bool:
+        return await settled(engine, settings, stream)
+
+    try:
+        await until(done, timeout=timeout, what="the stream settled")
+    except AssertionError as exc:
+        verdict = await check(engine, settings, stream)
+        raise AssertionError(f"{exc}\nverdict so far: {verdict}\n{cluster.report()}") from None

@@ -61,7 +61,8 @@ class _Item:
     index: int
     msg: Incoming
     event: CloudEvent | None
-    invalid: ValidationError | None
+    #: why the bytes are not an event we accept (pydantic's errors, as a rule)
+    invalid: Exception | None
 
     @property
     def park_key(self) -> ParkKey | None:
@@ -78,14 +79,14 @@ def _ids(event: CloudEvent) -> dict[str, str]:
 
 
 def _invalid_failure(item: _Item) -> Failure:
-    assert item.invalid is not None
-    errors = item.invalid.errors(include_url=False, include_context=False, include_input=False)
-    return Failure(
-        ErrorClass.NON_RETRYABLE,
-        item.invalid,
-        item.msg.attempt + 1,
-        json.dumps(errors, default=str),
-    )
+    invalid = item.invalid
+    assert invalid is not None
+    if isinstance(invalid, ValidationError):
+        errors = invalid.errors(include_url=False, include_context=False, include_input=False)
+        message = json.dumps(errors, default=str)
+    else:
+        message = f"{type(invalid).__name__}: {invalid}"
+    return Failure(ErrorClass.NON_RETRYABLE, invalid, item.msg.attempt + 1, message)
 
 
 def _name(exc: BaseException, event_id: str) -> None:
@@ -144,6 +145,10 @@ class Processor:
         try:
             return _Item(index, msg, decode(msg.value, self.handler.events), None)
         except ValidationError as exc:
+            return _Item(index, msg, None, exc)
+        except Exception as exc:  # a validator that raised something else: still these bytes'
+            # fault, and raising here would redeliver the whole batch forever
+            log.warning("decoding raised %r", exc, extra={"action": "decode_error"})
             return _Item(index, msg, None, exc)
 
     async def _run(self, items: list[_Item], outcomes: list[Outcome], from_tier: bool) -> None:

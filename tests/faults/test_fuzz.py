@@ -5,15 +5,19 @@ missing, added or of the wrong type, odd unicode (NUL, lone surrogates, BOMs,
 line separators, astral planes), huge strings, bad times (naive, out of range,
 offsets that overflow, not a time at all), random JSON and random bytes, with
 random keys (NUL bytes, invalid UTF-8, none) and headers. They are collected by a
-``@given`` function run once with a fixed seed (so a run is reproducible and the
-generation is hypothesis's own: its heuristics, its edge cases), then published
-to the claims topic in front of a real worker process. Every message must land
+``@given`` function run once with a fixed seed (the generation is hypothesis's own:
+its heuristics, its edge cases), then published to the claims topic in front of a
+real worker process. The same seed gives the same batch for the same pytest
+invocation; hypothesis also draws literals from the project modules loaded, so the
+file alone and the whole suite draw different batches. The figures carry the
+batch's digest, and a failure prints the cases it is about. Every message must land
 either applied (its id in the inbox) or dead-lettered with a reason (an error
 class and an error message), and the worker must be the same process at the end.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import string
@@ -402,6 +406,7 @@ async def test_fuzzed_messages_are_applied_or_dead_lettered_and_never_crash_the_
         cases=len(batch),
         distinct=len({(c.key, c.value, tuple(c.headers)) for c in batch}),
         seed=SEED,
+        digest=hashlib.sha256(repr(batch).encode()).hexdigest()[:12],
         **kinds,
         applied=sum(1 for i, o in enumerate(where) if o not in letters and ids[i] in inbox),
         **{f"dead_{k}": v for k, v in sorted(by_class.items())},

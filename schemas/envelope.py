@@ -11,9 +11,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SPEC_VERSION = "1.0"
+
+#: An event's ``time`` must lie in [TIME_MIN, TIME_MAX): nothing plausible falls
+#: outside, and the rules' date arithmetic (days to years either way) stays within
+#: what a datetime can hold instead of overflowing in a handler.
+TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(9000, 1, 1, tzinfo=UTC)
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -49,10 +55,27 @@ class CloudEvent(BaseModel):
     causationid: Annotated[str, Field(max_length=128)] | None = None
     data: Payload
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """No string anywhere in the event may hold NUL: PostgreSQL cannot store one."""
+        where = nul_at(value)
+        if where is not None:
+            raise ValueError(f"{where or 'the event'} contains NUL (\\u0000), which no store keeps")
+        return value
+
     @field_validator("time")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00: past datetime's range in UTC
+            raise ValueError("time is out of range once converted to UTC") from None
+        if not TIME_MIN <= value < TIME_MAX:
+            raise ValueError(
+                f"time must lie between {TIME_MIN.isoformat()} and {TIME_MAX.isoformat()}"
+            )
+        return value
 
     @property
     def key(self) -> str:
@@ -61,6 +84,29 @@ class CloudEvent(BaseModel):
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
+
+
+def nul_at(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) in ``value`` that holds a NUL.
+
+    PostgreSQL's text and jsonb cannot store NUL: whatever reaches them is checked.
+    """
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return here.replace("\x00", "\\u0000")
+            found = nul_at(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for n, item in enumerate(value):
+            found = nul_at(item, f"{path}[{n}]")
+            if found is not None:
+                return found
+    return None
 
 
 E = TypeVar("E", bound=CloudEvent)

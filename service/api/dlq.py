@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from service.api.auth import Admin, Viewer
-from service.api.types import Instant
+from service.api.types import Instant, Storable
 from service.engine import dlq, dlq_actions
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class ReplayRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
     ids: list[DeadLetterId] = Field(default_factory=list, max_length=1000)
-    topic: str | None = Field(default=None, max_length=300)
+    topic: Annotated[str, Storable] | None = Field(default=None, max_length=300)
     error_class: ErrorClass | None = None
     since: Instant | None = None
     dry_run: bool = False
@@ -107,7 +107,7 @@ def router(rt: Runtime) -> APIRouter:
     @r.get("/dlq", response_model=DeadLetterPage)
     async def list_dead_letters(
         _: Viewer,
-        topic: str | None = Query(None, max_length=300),
+        topic: Annotated[str, Storable] | None = Query(None, max_length=300),
         error_class: ErrorClass | None = None,
         status: Status | None = "pending",
         since: Instant | None = None,

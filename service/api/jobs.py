@@ -8,14 +8,14 @@ same job_runs row); a backfill is queued for the workers' executors.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.api.auth import Admin, Viewer
-from service.api.types import Instant
+from service.api.types import Instant, Storable
 from service.db.tables import JOB_STATUSES
 from service.engine import job_admin
 from service.engine.jobs import JobNotFound, find_job
@@ -30,9 +30,11 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    params: dict[str, Any] = Field(default_factory=dict, description="the job's parameters")
+    params: Annotated[dict[str, Any], Storable] = Field(
+        default_factory=dict, description="the job's parameters"
+    )
     dry_run: bool = Field(default=False, description="list what would change, change nothing")
-    scope: str | None = Field(default=None, max_length=200)
+    scope: Annotated[str, Storable] | None = Field(default=None, max_length=200)
 
 
 class RunResponse(BaseModel):
@@ -51,7 +53,7 @@ class PauseRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Annotated[str, Storable] | None = Field(default=None, max_length=500)
 
 
 class BackfillRequest(BaseModel):
@@ -62,8 +64,8 @@ class BackfillRequest(BaseModel):
     start: Instant = Field(alias="from", description="first slot time (with offset)")
     end: Instant = Field(alias="to", description="last slot time (with offset)")
     dry_run: bool = False
-    params: dict[str, Any] = Field(default_factory=dict)
-    scope: str | None = Field(default=None, max_length=200)
+    params: Annotated[dict[str, Any], Storable] = Field(default_factory=dict)
+    scope: Annotated[str, Storable] | None = Field(default=None, max_length=200)
 
 
 class BackfillResponse(BaseModel):

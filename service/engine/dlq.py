@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.config import Settings
 from service.db.tables import dead_letters
-from service.engine.failures import Incoming
+from service.engine.failures import Incoming, pg_text
 
 STATUSES = ("pending", "replayed", "discarded")
 
@@ -48,8 +48,8 @@ def _peek(value: bytes) -> tuple[str | None, str | None]:
     if not isinstance(doc, dict):
         return None, None
     return (
-        str(doc["id"])[:200] if "id" in doc else None,
-        str(doc["type"])[:200] if "type" in doc else None,
+        pg_text(str(doc["id"])[:200]) if "id" in doc else None,
+        pg_text(str(doc["type"])[:200]) if "type" in doc else None,
     )
 
 
@@ -75,7 +75,7 @@ async def index(engine: AsyncEngine, record: Incoming) -> bool:
         "message_id": message_id,
         "event_type": event_type,
         "payload": record.value,
-        "headers": {k: v.decode(errors="replace") for k, v in record.headers.items()},
+        "headers": record.text_headers(),
         "error_class": h("x-error-class") or "unknown",
         "error_type": h("x-error-type"),
         "error_message": h("x-error-message"),

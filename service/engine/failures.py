@@ -9,6 +9,7 @@ and finding that row tells the processing path the failure was decided before.
 
 from __future__ import annotations
 
+import re
 import time
 import traceback
 import uuid
@@ -35,6 +36,26 @@ ORIGIN_HEADERS = (
 )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def pg_text(text: str) -> str:
+    """``text`` as PostgreSQL can store it: NUL and lone surrogates become U+FFFD.
+
+    Keys and headers are bytes from anyone's producer; a text or jsonb column
+    refuses NUL (and ``\\u0000``) and Python's lone surrogates cannot be encoded,
+    so a message carrying one would fail every write about it, its dead letter
+    included, and block its partition.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
+
+
 @dataclass(frozen=True)
 class Incoming:
     """A consumed record, independent of the client library that fetched it."""
@@ -49,7 +70,11 @@ class Incoming:
 
     def header(self, name: str) -> str | None:
         raw = self.headers.get(name)
-        return raw.decode(errors="replace") if raw is not None else None
+        return pg_text(raw.decode(errors="replace")) if raw is not None else None
+
+    def text_headers(self) -> dict[str, str]:
+        """Every header as text that can be stored (see ``pg_text``)."""
+        return {pg_text(k): pg_text(v.decode(errors="replace")) for k, v in self.headers.items()}
 
     @property
     def origin_topic(self) -> str:
@@ -67,7 +92,7 @@ class Incoming:
 
     @property
     def key_text(self) -> str | None:
-        return self.key.decode(errors="replace") if self.key else None
+        return pg_text(self.key.decode(errors="replace")) if self.key else None
 
     def origin(self) -> str:
         """Where the message first entered jobstream: ``topic/partition/offset``."""
@@ -91,7 +116,7 @@ def _iso(ts: float) -> str:
 
 def failure_headers(msg: Incoming, failure: Failure, group: str, now: float) -> dict[str, str]:
     """The message's own headers plus where it came from and why it failed (DESIGN.md)."""
-    headers = {k: v.decode(errors="replace") for k, v in msg.headers.items()}
+    headers = msg.text_headers()
     headers.pop("x-due-at", None)
     headers.pop("x-forward-id", None)
     if "x-original-topic" not in headers:  # first failure: remember where it came from
@@ -119,7 +144,7 @@ def failure_headers(msg: Incoming, failure: Failure, group: str, now: float) -> 
     )
     if isinstance(error, InvalidTransition):
         headers.update(error.headers())
-    return headers
+    return {k: pg_text(str(v)) for k, v in headers.items()}  # error texts may quote the input
 
 
 def forward_id(consumer: str, msg: Incoming, attempt: int, target: str) -> str:

@@ -71,7 +71,7 @@ async def park(
     conn: AsyncConnection, consumer: str, key: ParkKey, msg: Incoming, message_id: str
 ) -> None:
     """Store ``msg`` behind its key's head; storing the same message twice is a no-op."""
-    headers = {k: v.decode(errors="replace") for k, v in msg.headers.items()}
+    headers = msg.text_headers()
     stmt = pg_insert(parked_messages).values(
         consumer=consumer,
         topic=key[0],

@@ -9,7 +9,7 @@ messages costs a handful of round trips.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -55,6 +55,7 @@ class UnitOfWork:
         self._tx: AsyncTransaction | None = None
         self._log: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
+        self._after: list[Callable[[], None]] = []
         self.cause: Cause | None = None
 
     async def __aenter__(self) -> Self:
@@ -191,7 +192,18 @@ class UnitOfWork:
             if self.settings is not None and self.settings.relay_wakeup == "notify":
                 await self.conn.execute(NOTIFY_RELAY)  # delivered to the relay at commit
 
+    def after_commit(self, report: Callable[[], None]) -> None:
+        """Call ``report`` (a log line, a metric) once the transaction has committed.
+
+        A batch that fails is rolled back and tried again in parts: what it decided
+        on the way must not be logged or counted until it holds.
+        """
+        self._after.append(report)
+
     async def commit(self) -> None:
         await self.flush()
         assert self._tx is not None
         await self._tx.commit()
+        reports, self._after = self._after, []
+        for report in reports:
+            report()

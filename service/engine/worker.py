@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -92,6 +93,40 @@ async def _no_decode(message: KafkaMessage) -> None:
     return None
 
 
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _with_text_headers(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:
+    """``record``, or a copy whose header values that are not UTF-8 are made so."""
+    if all(_utf8(v) for _, v in record.headers):
+        return record
+    headers = [(k, v.decode(errors="replace").encode()) for k, v in record.headers]
+    copy = dataclasses.replace(record, headers=headers)
+    if hasattr(record, "consumer"):  # FastStream's own attribute, outside the dataclass
+        copy.consumer = record.consumer
+    return copy
+
+
+async def _parse(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's parser, fed header values it can decode.
+
+    It decodes every header value as UTF-8 and, on one that is not, fails the whole
+    fetch before any handler runs: one message with a binary header stopped the
+    consumer for good (found by the fault suite's fuzzing). The processing path
+    reads the record's own bytes (``raw_message``), which stay untouched.
+    """
+    records = msg if isinstance(msg, tuple) else (msg,)
+    text = tuple(_with_text_headers(r) for r in records)
+    parsed = await original(text if isinstance(msg, tuple) else text[0])
+    parsed.raw_message = msg
+    return parsed
+
+
 def handler_topics(settings: Settings, handler: Handler) -> list[str]:
     """The source topic, every retry tier and the dead-letter topic of one handler."""
     delays = handler.retry_delays_s or settings.retry_delays_s
@@ -150,6 +185,7 @@ class Worker:
             "max_poll_interval_ms": self.settings.kafka_max_poll_interval_ms,
             "fetch_max_wait_ms": self.settings.kafka_fetch_max_wait_ms,
             "ack_policy": AckPolicy.MANUAL,
+            "parser": _parse,
             "decoder": _no_decode,
         }
 

@@ -82,6 +82,20 @@ async def test_tokens_are_stored_hashed_and_bad_input_is_a_4xx(
     assert unknown.status_code == 422
 
 
+async def test_text_with_a_nul_is_a_422_not_a_500(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """PostgreSQL cannot store NUL; filters and parameters holding one are refused."""
+    admin = await create_token(engine, "alice", "admin")
+    listed = await client.get("/api/dlq", params={"topic": "claims\x00"}, headers=bearer(admin))
+    assert listed.status_code == 422
+    replay = await client.post(
+        "/api/dlq/replay", headers=bearer(admin), json={"topic": "a\x00", "dry_run": True}
+    )
+    assert replay.status_code == 422
+    assert "NUL" in replay.text
+
+
 async def test_health(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")

@@ -234,6 +234,38 @@ def test_time_is_normalized_to_utc() -> None:
     assert event.time.tzinfo is UTC
 
 
+@pytest.mark.parametrize(
+    "time",
+    [
+        "9999-12-31T23:59:59-05:00",  # past datetime's range once in UTC: used to raise
+        "0001-01-01T00:00:00+05:00",  # OverflowError, which redelivered its batch forever
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "1899-12-31T23:59:59Z",
+        "9000-01-01T00:00:00Z",
+    ],
+)
+def test_out_of_range_times_are_validation_errors(time: str) -> None:
+    raw = json.dumps(submitted(time=time)).encode()
+    with pytest.raises(ValidationError, match="time"):
+        decode(raw, ClaimsInbound)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"id": "a\x00b"},
+        {"source": "\x00"},
+        {"data": {"claim_id": "c\x00", "task_id": "t-1", "member_id": "m-1"}},
+        {"data": {"claim_id": "c-1", "task_id": "t-1", "member_id": "m-1", "\x00": 1}},
+    ],
+)
+def test_a_nul_anywhere_in_an_event_is_a_validation_error(change: dict[str, Any]) -> None:
+    raw = json.dumps(submitted(**change)).encode()  # as JSON writes it: \u0000
+    with pytest.raises(ValidationError, match="NUL"):
+        decode(raw, ClaimsInbound)
+
+
 def test_bounded_strings_are_enforced() -> None:
     data = example(ClaimSubmitted)["data"] | {"claim_id": "x" * 129}
     with pytest.raises(ValidationError, match="claim_id"):

@@ -48,7 +48,8 @@ async def test_relay_killed_mid_batch_delivers_every_event_once_in_key_order(
     rng = random.Random(3)
     rows = await release_rounds(engine, settings, claims, ROUNDS)
     topic = settings.topic(OUT_TOPIC)
-    relay = cluster.start("relay", relay_batch_size=BATCH)
+    cluster.env["relay_batch_size"] = BATCH  # for every start and restart
+    relay = cluster.start("relay")
     extra = 0  # records in the topic beyond the rows marked published: repeats to come
     mid_stream = mid_batch = attempts = rounds = 0
     recoveries: list[float] = []

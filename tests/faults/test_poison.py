@@ -29,15 +29,19 @@ from service.config import Settings
 from service.engine import topics
 from tests.faults.checker import check, settled
 from tests.faults.conftest import size
-from tests.faults.harness import Cluster, processed, publish_stream, until
+from tests.faults.harness import Cluster, publish_stream, until
 from tests.faults.stream import FAIL_SOURCE, Entry, Stream, claim_stream
 
 pytestmark = pytest.mark.integration
 
-#: What a stall may exceed the last retry delay by: one fetch, a batch bisected down to
-#: its bad messages, the offset commit and the sampling period, on a busy 2-core box.
-#: Well below the sum of the retry delays (3 s here), the least a blocking retry costs.
-STALL_SLACK_S = 1.5
+#: The workers' retry tiers here: the shape of the defaults (1, 2, 4, 8, 16 s), halved.
+RETRY_DELAYS_S = [0.5, 1.0, 2.0, 4.0, 8.0]
+#: What a stall may exceed the last retry delay by: one fetch, a batch split down to its
+#: bad messages, the offset commit and the sampling period, on a 2-core box that other
+#: test runs share (a batch has taken 5 s there). Last delay plus slack (10 s) stays
+#: well below the sum of the delays (15.5 s), the least a retry that blocks its
+#: partition would cost for each always-failing message.
+STALL_SLACK_S = 2.0
 SAMPLE_S = 0.1
 
 
@@ -148,6 +152,17 @@ def spread(stream: Stream, seed: int) -> Stream:
     return Stream(entries, stream.expected, stream.valid)
 
 
+async def committed_once(settings: Settings, group: str, topic: str) -> bool:
+    """Has ``group`` committed an offset for every partition of ``topic``?"""
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.require_kafka(), group_id=group)
+    await reader.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.kafka_partitions)]
+        return all([await reader.committed(tp) for tp in parts])
+    finally:
+        await reader.stop()
+
+
 async def dead_letter_classes(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
         rows = await conn.execute(
@@ -162,9 +177,9 @@ async def test_poison_flood_is_dead_lettered_without_stalling_a_partition(
     stream = spread(claim_stream(size(2_000, 20_000), seed=31, malformed=0.01, failing=0.01), 3)
     malformed = sum(e.kind == "malformed" for e in stream.entries)
     failing = sum(e.kind == "failing" for e in stream.entries)
-    last_delay = settings.retry_delays_s[-1]
+    last_delay = RETRY_DELAYS_S[-1]
     cluster.start("relay")
-    cluster.start("worker", fault_fail_source=FAIL_SOURCE)
+    cluster.start("worker", fault_fail_source=FAIL_SOURCE, retry_delays_s=RETRY_DELAYS_S)
     source = settings.topic(CLAIMS_INBOUND_TOPIC)
     tiers = [
         topics.retry(settings, CLAIMS_INBOUND_TOPIC, n)
@@ -175,8 +190,8 @@ async def test_poison_flood_is_dead_lettered_without_stalling_a_partition(
         "retry": (f"{settings.group_id}.retry", tiers),
     }
 
-    async def started() -> bool:  # the worker created its retry tiers and joined
-        return await processed(engine) > 0
+    async def started() -> bool:  # every source partition has moved once: the worker is up
+        return await committed_once(settings, settings.group_id, source)
 
     # About 250 events/s. Each failing event makes five retry-tier deliveries, which
     # the tier consumer takes one at a time (20-25/s on a busy 2-core box): at 500/s
@@ -185,7 +200,9 @@ async def test_poison_flood_is_dead_lettered_without_stalling_a_partition(
     producer = asyncio.create_task(
         publish_stream(settings, stream.entries, per_second=len(stream) / size(10, 80))
     )
-    await until(started, timeout=120, what="the worker applying events", cluster=cluster)
+    await until(
+        started, timeout=120, what="every source partition committed", cluster=cluster, interval=0.5
+    )
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_stalls(settings, groups, stop))
     await producer

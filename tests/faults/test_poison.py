@@ -66,11 +66,6 @@ class Stalls:
         self, kind: str, tp: TopicPartition, committed: int, end: int, now: float, prev: float
     ) -> None:
         p = self.state.setdefault(tp, _Partition())
-        if committed == 0:
-            # Not consumed yet: the wait for the group join and the first fetch, which
-            # the rebalance scenario measures; poison can only hold a partition that
-            # has started (the bad entries are spread through the stream, none first).
-            return
         if committed != p.committed:  # progress: a stall (if any) ends here
             self.close(kind, tp, now)
             self.progressed[kind] = self.progressed.get(kind, 0) + 1

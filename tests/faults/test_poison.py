@@ -83,34 +83,56 @@ class Stalls:
             self.worst[kind] = f"{tp.topic}[{tp.partition}] at offset {p.committed}"
 
 
+async def _tail(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+    """Read every record as it comes, keeping each partition's end (last offset + 1).
+
+    Tansu answers ListOffsets(latest) with the base offset of a partition's last record
+    batch plus one (see tests/helpers.topic_size), which would hide a partition that
+    is part-way through its last batch; reading the records gives the true end.
+    """
+    while True:
+        for tp, records in (await consumer.getmany(timeout_ms=100)).items():
+            ends[tp] = max(ends.get(tp, 0), records[-1].offset + 1)
+
+
 async def watch_stalls(
     settings: Settings, groups: dict[str, tuple[str, list[str]]], stop: asyncio.Event
 ) -> Stalls:
     """Sample committed vs end offsets every SAMPLE_S until ``stop``; kind -> (group, topics)."""
     stalls = Stalls()
     kafka = settings.require_kafka()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None)
+    parts = {
+        kind: [TopicPartition(t, p) for t in names for p in range(settings.kafka_partitions)]
+        for kind, (_, names) in groups.items()
+    }
+    tail = AIOKafkaConsumer(
+        bootstrap_servers=kafka,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+    )
     # One client per group reads its committed offsets; none subscribes, so none joins.
     readers = {
         kind: AIOKafkaConsumer(bootstrap_servers=kafka, group_id=g)
         for kind, (g, _) in groups.items()
     }
-    for client in (consumer, *readers.values()):
+    for client in (tail, *readers.values()):
         await client.start()
-    parts = {
-        kind: [TopicPartition(t, p) for t in names for p in range(settings.kafka_partitions)]
-        for kind, (_, names) in groups.items()
-    }
+    every = [tp for tps in parts.values() for tp in tps]
+    tail.assign(every)
+    await tail.seek_to_beginning(*every)
+    ends: dict[TopicPartition, int] = {}
+    tailing = asyncio.create_task(_tail(tail, ends))
     prev = time.monotonic()
     try:
         while True:
             stopping = stop.is_set()
             now = time.monotonic()
             for kind, reader in readers.items():
+                # (the tail may be a fetch behind: a stall is then seen that much later)
                 committed = await asyncio.gather(*(reader.committed(tp) for tp in parts[kind]))
-                ends = await consumer.end_offsets(parts[kind])
                 for tp, at in zip(parts[kind], committed, strict=True):
-                    stalls.sample(kind, tp, at or 0, ends[tp], now, prev)
+                    stalls.sample(kind, tp, at or 0, ends.get(tp, 0), now, prev)
                     if stopping:  # still waiting at the end counts too
                         stalls.close(kind, tp, now)
             stalls.samples += 1
@@ -120,7 +142,10 @@ async def watch_stalls(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SAMPLE_S)
     finally:
-        for client in (consumer, *readers.values()):
+        tailing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tailing
+        for client in (tail, *readers.values()):
             await client.stop()
 
 

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         description="a consumer must poll again within it or leave its group: a fetch is "
         "decided within 60 % of it, a slower handler fails as HandlerTimeout (retried)",
     )
+    kafka_max_partition_fetch_bytes: int = Field(
+        default=128 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="bytes one fetch brings per partition of a handler's source topic: "
+        "small keeps batches spread over partitions, large is faster on a backlog",
+    )
     kafka_fetch_max_wait_ms: int = Field(
         default=500,
         ge=0,

@@ -47,11 +47,6 @@ from service.engine.workflow import Handler, Workflow
 log = logging.getLogger("jobstream.worker")
 
 MAX_BACKOFF_S = 5.0
-#: What one fetch brings per partition. The client hands out a partition's fetched
-#: records before any other's, so with aiokafka's 1 MiB a backlogged partition filled
-#: ~6 batches of 500 in a row while the others waited (23 s behind a poison flood in
-#: the fault suite); at 128 KiB a batch spans every partition that has messages.
-PARTITION_FETCH_BYTES = 128 * 1024
 #: Share of kafka_max_poll_interval_ms in which a fetch is decided; the rest is margin
 #: for routing a slow message, committing the offsets and fetching again.
 POLL_BUDGET = 0.6
@@ -214,7 +209,11 @@ class Worker:
             batch=True,
             max_records=self.settings.batch_max_records,
             batch_timeout_ms=self.settings.batch_max_wait_ms,
-            max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+            # The client hands out one partition's fetched records before any other's:
+            # with aiokafka's 1 MiB a backlogged partition filled ~6 batches of 500 in a
+            # row while the others waited (23 s behind a poison flood in the fault
+            # suite); at the default 128 KiB a batch spans the partitions with messages.
+            max_partition_fetch_bytes=self.settings.kafka_max_partition_fetch_bytes,
             title=f"handlers: {', '.join(h.name for h in handlers)}",
             **self._options(group),
         )(consume)

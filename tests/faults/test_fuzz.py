@@ -259,7 +259,7 @@ def _doc(**changes: Any) -> bytes:
 
 #: Cases every run has, whatever hypothesis draws: the ones each fix was made for.
 EXPLICIT = [
-    # bigger than what one fetch brings per partition (PARTITION_FETCH_BYTES)
+    # bigger than what one fetch brings per partition (kafka_max_partition_fetch_bytes)
     Case(b"fz-x", _doc(data={"claim_id": "fz-x", "task_id": "t" * 200_000, "member_id": "m"}), []),
     # a NUL in the key and in a header's name and value, a header that is not UTF-8
     Case(b"fz\x00x", _doc(id="fz-nul-key"), [("a\x00b", b"c\x00d"), ("bin", b"\xff\xfe")]),

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from tests.faults.checker import check, settled
+from tests.faults.checker import check
 from tests.faults.conftest import size
-from tests.faults.harness import Cluster, processed, progress_after, publish_stream, until
+from tests.faults.harness import Cluster, processed, progress_after, publish_stream, settle, until
 from tests.faults.stream import claim_stream
 
 pytestmark = pytest.mark.integration
@@ -52,10 +52,7 @@ async def test_worker_killed_at_random_moments_loses_and_doubles_nothing(
         recoveries.append(await progress_after(engine, at, timeout=120, cluster=cluster))
     await producer
 
-    async def done() -> bool:
-        return await settled(engine, settings, stream)
-
-    await until(done, timeout=180, what="the stream settled", cluster=cluster)
+    await settle(engine, settings, stream, timeout=180, cluster=cluster)
     verdict = await check(engine, settings, stream)
     figures(
         **verdict.figures,

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.claims import CLAIMS_INBOUND_TOPIC
 from service.config import Settings
 from service.engine import topics
-from tests.faults.checker import check, settled
+from tests.faults.checker import check
 from tests.faults.conftest import size
-from tests.faults.harness import Cluster, publish_stream, until
+from tests.faults.harness import Cluster, publish_stream, settle, until
 from tests.faults.stream import FAIL_SOURCE, claim_stream
 from tests.helpers import topic_size
 
@@ -153,10 +153,7 @@ async def test_republished_and_reconsumed_messages_change_nothing(
     worker = cluster.start("worker", fault_fail_source=FAIL_SOURCE)
     await publish_stream(settings, stream.entries)
 
-    async def done() -> bool:
-        return await settled(engine, settings, stream)
-
-    await until(done, timeout=240, what="the stream settled", cluster=cluster)
+    await settle(engine, settings, stream, timeout=240, cluster=cluster)
     first = await check(engine, settings, stream)
     assert first.ok, str(first)
     before = await snapshot(engine)

@@ -33,7 +33,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.claims import CLAIMS_INBOUND_TOPIC
+from schemas.claims import CLAIMS_INBOUND_TOPIC, INBOUND
+from schemas.registry import event_type
 from service.config import Settings
 from service.engine.kafka import KafkaPublisher
 from tests.faults.conftest import size
@@ -43,17 +44,7 @@ pytestmark = pytest.mark.integration
 
 SEED = int(os.environ.get("JOBSTREAM_FUZZ_SEED", "20261101"))
 CLASSES = {"retryable", "non_retryable", "invalid_transition", "exhausted"}
-TYPES = [
-    "member.upserted",
-    "task.upserted",
-    "claim.submitted",
-    "claim.review_started",
-    "claim.approved",
-    "claim.rejected",
-    "claim.revision_requested",
-    "claim.resubmitted",
-    "claim.review_released",
-]
+TYPES = [event_type(cls) for cls in INBOUND]
 #: Strings hypothesis would rarely hit on its own, each a known way to break storage.
 ODD = [
     "\x00",

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from tests.faults.checker import check, settled
+from tests.faults.checker import check
 from tests.faults.conftest import size
-from tests.faults.harness import Cluster, processed, progress_after, publish_stream, until
+from tests.faults.harness import Cluster, processed, progress_after, publish_stream, settle, until
 from tests.faults.proxy import proxied
 from tests.faults.stream import claim_stream
 
@@ -62,10 +62,7 @@ async def test_database_outage_worker_and_relay_recover_by_themselves(
 
             await producer
 
-            async def done() -> bool:
-                return await settled(engine, settings, stream)
-
-            await until(done, timeout=240, what="the stream settled", cluster=cluster)
+            await settle(engine, settings, stream, timeout=240, cluster=cluster)
             verdict = await check(engine, settings, stream)
             figures(
                 **verdict.figures,

@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.claims import CLAIMS_INBOUND_TOPIC
 from service.config import Settings
 from service.engine import topics
-from tests.faults.checker import check, settled
+from tests.faults.checker import check
 from tests.faults.conftest import size
-from tests.faults.harness import Cluster, publish_stream, until
+from tests.faults.harness import Cluster, publish_stream, settle, until
 from tests.faults.stream import FAIL_SOURCE, Entry, Stream, claim_stream
 
 pytestmark = pytest.mark.integration
@@ -233,11 +233,8 @@ async def test_poison_flood_is_dead_lettered_without_stalling_a_partition(
     watcher = asyncio.create_task(watch_stalls(settings, groups, stop))
     await producer
 
-    async def done() -> bool:
-        return await settled(engine, settings, stream)
-
     try:
-        await until(done, timeout=240, what="the stream settled", cluster=cluster)
+        await settle(engine, settings, stream, timeout=240, cluster=cluster)
     finally:
         stop.set()
         stalls = await watcher

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.claims import CLAIMS_INBOUND_TOPIC
 from service.config import Settings
-from tests.faults.checker import check, settled
+from tests.faults.checker import check
 from tests.faults.conftest import size
-from tests.faults.harness import Cluster, Process, processed, publish_stream, until
+from tests.faults.harness import Cluster, Process, processed, publish_stream, settle, until
 from tests.faults.stream import claim_stream
 
 pytestmark = pytest.mark.integration
@@ -159,10 +159,7 @@ async def test_three_workers_one_killed_one_added_lose_and_double_nothing(
         join_s = time.monotonic() - added_time
         await producer
 
-        async def done() -> bool:
-            return await settled(engine, settings, stream)
-
-        await until(done, timeout=size(150, 900), what="the stream settled", cluster=cluster)
+        await settle(engine, settings, stream, timeout=size(150, 900), cluster=cluster)
         settled_time = time.monotonic()
     verdict = await check(engine, settings, stream)
     kill_stall = progress.stall(killed_time, added_time)
